@@ -1,0 +1,70 @@
+"""Scrubbing credentials out of any text that came from outside.
+
+Server messages can echo what they were sent (a gateway that reflects the
+request headers, a detail that carries the judge app's keys); everything
+server-provided passes through a `Redactor` before it reaches a log event,
+an error message or the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from typing import Final
+
+MASK: Final = "***"
+#: Longest server-provided text kept in a message.
+MAX_SERVER_TEXT: Final = 300
+# A BCE v1 Authorization value: everything after the prefix up to a delimiter.
+_AUTH_RE: Final = re.compile(r"bce-auth-v1/[^\s'\",;}\]]*", re.IGNORECASE)
+# Keys whose values are always secret, wherever they appear as key/value text.
+_SECRET_FIELD_RE: Final = re.compile(
+    r"""(?P<key>(?<!\w)["']?(?:appAk|appSk|authorization|secret[_-]?key|access[_-]?key|sk|ak)["']?"""
+    r"""\s*[:=]\s*)(?P<q>["']?)(?P<value>[^"',;}\s]+)""",
+    re.IGNORECASE,
+)
+# Secrets shorter than this are not searched for: masking every "a" would
+# destroy messages without protecting anything.
+_MIN_SECRET_LENGTH: Final = 4
+
+
+class Redactor:
+    """Masks known secret values and anything shaped like a credential."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self._lock = threading.Lock()
+        self._secrets: frozenset[str] = frozenset()
+        self.add(*secrets)
+
+    def add(self, *secrets: str | None) -> None:
+        """Remember more values to mask (e.g. `appAk` seen in a detail)."""
+        fresh = {s for s in secrets if isinstance(s, str) and len(s) >= _MIN_SECRET_LENGTH}
+        if fresh - self._secrets:
+            with self._lock:
+                self._secrets = self._secrets | fresh
+
+    def __call__(self, text: str, limit: int | None = MAX_SERVER_TEXT) -> str:
+        """Return `text` with credentials masked, shortened to `limit` characters."""
+        # Longest first, so a secret that contains another is masked whole.
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = _AUTH_RE.sub("bce-auth-v1/" + MASK, text)
+        text = _SECRET_FIELD_RE.sub(_mask_field, text)
+        text = _printable(text)
+        if limit is not None and len(text) > limit:
+            text = text[: limit - 1] + "…"
+        return text
+
+    def __repr__(self) -> str:
+        return f"Redactor(<{len(self._secrets)} secrets>)"
+
+
+def _mask_field(match: re.Match[str]) -> str:
+    return f"{match['key']}{match['q']}{MASK}"
+
+
+def _printable(text: str) -> str:
+    # Control characters from a hostile body must not reach a terminal.
+    return "".join(ch if ch.isprintable() or ch == " " else " " for ch in text)
