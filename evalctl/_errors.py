@@ -202,17 +202,25 @@ class RetryExhaustedError(EvalctlError):
 
 
 class WaitTimeoutError(EvalctlError):
-    """The stop was accepted but the task did not reach Stopped within the wait timeout."""
+    """The stop was accepted but the task was not seen Stopped within the wait timeout.
+
+    Also raised when polling itself failed (`cause` says how): the stop was
+    accepted either way, and `result` reports it.
+    """
 
     kind = "wait_timeout"
 
-    def __init__(self, result: CancelResult, timeout: float) -> None:
-        super().__init__(
-            f"{result.task_id}: stop accepted, but still {result.state_after or 'unknown'}"
-            f" after waiting {timeout:g}s"
-        )
+    def __init__(
+        self, result: CancelResult, timeout: float, cause: EvalctlError | None = None
+    ) -> None:
+        if cause is None:
+            why = f"still {result.state_after or 'unknown'} after waiting {timeout:g}s"
+        else:
+            why = f"could not confirm it is Stopped: {cause}"
+        super().__init__(f"{result.task_id}: stop accepted, but {why}")
         self.result = result
         self.timeout = timeout
+        self.cause = cause
 
 
 class TransportError(EvalctlError):

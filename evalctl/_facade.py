@@ -302,7 +302,7 @@ def new_session(
         ak=ak,
         sk=sk,
         # access_key/secret_key satisfy the SDK's credential check at construction.
-        requestor=ConsoleRequestor(access_key=ak, secret_key=sk, **requestor_kwargs),
+        requestor=ConsoleRequestor(**{**requestor_kwargs, "access_key": ak, "secret_key": sk}),
         redactor=Redactor([ak, sk]),
         deadline=clock.monotonic() + policy.deadline,
         attempt_timeout=policy.attempt_timeout,

@@ -90,7 +90,16 @@ def cancel(
         attempts=session.attempts,
     )
     if wait and outcome == "cancelled" and state_after not in _FINAL_STATES:
-        state_after = yield from _wait_stopped(generation, task_id, session, wait_timeout, result)
+        try:
+            state_after = yield from _wait_stopped(
+                generation, task_id, session, wait_timeout, result
+            )
+        except WaitTimeoutError:
+            raise
+        except EvalctlError as error:
+            # The stop went through; a failed poll must not hide that.
+            polled = replace(result, log_ids=tuple(session.log_ids), attempts=session.attempts)
+            raise WaitTimeoutError(polled, wait_timeout, cause=error) from error
         result = replace(
             result,
             state_after=state_after,

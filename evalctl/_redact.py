@@ -46,6 +46,11 @@ class Redactor:
 
     def __call__(self, text: str, limit: int | None = MAX_SERVER_TEXT) -> str:
         """Return `text` with credentials masked, shortened to `limit` characters."""
+        if limit is not None:
+            # Cut early so a huge body costs nothing, but late enough that any
+            # secret starting before `limit` is still whole and gets masked.
+            longest = max((len(s) for s in self._secrets), default=0)
+            text = text[: limit + max(longest, 256)]
         # Longest first, so a secret that contains another is masked whole.
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:

@@ -362,6 +362,10 @@ async def arun(operation: Operation[T], session: Session) -> T:
     reply: Any = None
     error: BaseException | None = None
     effect: Effect | None = None
+    # Any stop sent so far, not only one in flight: a stop accepted (or lost
+    # ambiguously) before a later detail read was interrupted still went out.
+    stop_sent = False
+    task_id: str | None = None
     try:
         while True:
             try:
@@ -373,6 +377,8 @@ async def arun(operation: Operation[T], session: Session) -> T:
                 if isinstance(effect, Pause):
                     await session.clock.asleep(effect.seconds)
                 else:
+                    stop_sent = stop_sent or effect.purpose == "stop"
+                    task_id = effect.task_id or task_id
                     reply = await aperform(effect, session)
             except _FLOW_ERRORS as exc:
                 error = exc
@@ -381,9 +387,9 @@ async def arun(operation: Operation[T], session: Session) -> T:
         _logging.event(
             "warning",
             _logging.INTERRUPTED_EVENT,
-            task_id=call.task_id if call else None,
+            task_id=task_id,
             in_flight=call.purpose if call else None,
-            stop_maybe_sent=call is not None and call.purpose == "stop",
+            stop_maybe_sent=stop_sent,
             attempts=session.attempts,
             log_ids=list(session.log_ids),
         )

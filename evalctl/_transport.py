@@ -14,6 +14,7 @@ non-200 answers, which is where v2 puts `requestId`, `code` and `message`.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import email.utils
 import json
@@ -343,6 +344,10 @@ def _root_cause(exc: BaseException) -> str:
             continue
         nested = next((a for a in current.args if isinstance(a, BaseException)), None)
         current = nested or current.__cause__ or current.__context__
+        # asyncio's timeouts raise TimeoutError from the CancelledError they
+        # interrupted the await with: that is the mechanism, not the reason.
+        if isinstance(current, asyncio.CancelledError):
+            break
     return type(last).__name__
 
 
