@@ -3,45 +3,119 @@
 A task that includes human (manual) evaluation is never stopped; transient
 failures are retried with backoff; every request is logged with the
 server's log id. See README.md.
+
+The names are re-exported lazily (PEP 562): importing the package, or one
+of its submodules such as the command line, does not import the qianfan
+SDK until a name that needs it is first used. That keeps ``evalctl --help``
+fast and lets the CLI set up qianfan's logger before the SDK's import-time
+warnings fire.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any, Final
 
-from evalctl._config import RetryPolicy
-from evalctl._errors import (
-    APICallError,
-    AuthenticationError,
-    CancelRejectedError,
-    ConfigurationError,
-    EvalctlError,
-    HTTPStatusError,
-    InvalidResponseError,
-    InvalidTaskIdError,
-    ManualEvaluationError,
-    MissingCredentialsError,
-    PrecheckError,
-    RetryExhaustedError,
-    ServerError,
-    TaskNotFoundError,
-    TransportError,
-    WaitTimeoutError,
-)
-from evalctl._facade import (
-    acall_action,
-    acancel_eval_task,
-    adescribe_eval_task,
-    call_action,
-    cancel_eval_task,
-    describe_eval_task,
-)
-from evalctl._model import CancelResult, EvalTask
+if TYPE_CHECKING:
+    from evalctl._config import RetryPolicy
+    from evalctl._errors import (
+        APICallError,
+        AuthenticationError,
+        CancelRejectedError,
+        ConfigurationError,
+        EvalctlError,
+        HTTPStatusError,
+        InvalidResponseError,
+        InvalidTaskIdError,
+        ManualEvaluationError,
+        MissingCredentialsError,
+        PrecheckError,
+        RetryExhaustedError,
+        ServerError,
+        TaskNotFoundError,
+        TransportError,
+        WaitTimeoutError,
+    )
+    from evalctl._facade import (
+        acall_action,
+        acancel_eval_task,
+        adescribe_eval_task,
+        call_action,
+        cancel_eval_task,
+        describe_eval_task,
+    )
+    from evalctl._model import CancelResult, EvalTask
 
-try:
-    __version__ = version("evalctl")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+    __version__: str
+
+# public name → the private module that defines it.
+_EXPORTS: Final = {
+    "RetryPolicy": "evalctl._config",
+    **dict.fromkeys(
+        (
+            "APICallError",
+            "AuthenticationError",
+            "CancelRejectedError",
+            "ConfigurationError",
+            "EvalctlError",
+            "HTTPStatusError",
+            "InvalidResponseError",
+            "InvalidTaskIdError",
+            "ManualEvaluationError",
+            "MissingCredentialsError",
+            "PrecheckError",
+            "RetryExhaustedError",
+            "ServerError",
+            "TaskNotFoundError",
+            "TransportError",
+            "WaitTimeoutError",
+        ),
+        "evalctl._errors",
+    ),
+    **dict.fromkeys(
+        (
+            "acall_action",
+            "acancel_eval_task",
+            "adescribe_eval_task",
+            "call_action",
+            "cancel_eval_task",
+            "describe_eval_task",
+        ),
+        "evalctl._facade",
+    ),
+    "CancelResult": "evalctl._model",
+    "EvalTask": "evalctl._model",
+}
+
+
+# Hidden from type checkers: with a module `__getattr__` in sight they would
+# accept any misspelt name; the TYPE_CHECKING imports above give them the real ones.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        """Import a re-exported name on first use, then keep it as a module global."""
+        if name == "__version__":
+            value: Any = _version()
+        elif name in _EXPORTS:
+            value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        else:
+            raise AttributeError(f"module 'evalctl' has no attribute {name!r}")
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("evalctl")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
 
 __all__ = [
     "APICallError",

@@ -81,7 +81,8 @@ class MissingCredentialsError(ConfigurationError, qf_errors.InvalidArgumentError
 
     def __init__(self) -> None:
         super().__init__(
-            "no credentials: set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY (or pass ak= and sk=)"
+            "no credentials: set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY"
+            " (or pass the ak and sk arguments)"
         )
 
 

@@ -21,7 +21,9 @@ _AUTH_RE: Final = re.compile(r"bce-auth-v1/[^\s'\",;}\]]*", re.IGNORECASE)
 # Keys whose values are always secret, wherever they appear as key/value text.
 _SECRET_FIELD_RE: Final = re.compile(
     r"""(?P<key>(?<!\w)["']?(?:appAk|appSk|authorization|secret[_-]?key|access[_-]?key|sk|ak)["']?"""
-    r"""\s*[:=]\s*)(?P<q>["']?)(?P<value>[^"',;}\s]+)""",
+    # `key: value` (JSON, headers) may have a space after the colon; `key=value` may not,
+    # so prose such as "set ak= and sk=" is left alone.
+    r"""(?:\s*:\s*|=))(?P<q>["']?)(?P<value>[^"',;})\]>\s]+)""",
     re.IGNORECASE,
 )
 # Secrets shorter than this are not searched for: masking every "a" would

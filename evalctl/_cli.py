@@ -1,0 +1,705 @@
+"""The ``evalctl`` command line: a thin typer layer over the library.
+
+Start-up time matters (``evalctl --help`` should cost less than importing the
+SDK), so nothing heavy is imported at module level: qianfan, the library
+modules and structlog are imported inside the commands, after the SDK's
+logger has been guarded (`_cli_logging.guard_qianfan_logger`).
+
+Every expected failure ends as one ``evalctl: error: ...`` line on stderr and
+the exit code of the contract; anything else as ``evalctl: internal error``
+(with the redacted traceback under ``-v``) and exit 1.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO
+
+import typer
+
+if TYPE_CHECKING:
+    from evalctl._batch import BatchResult
+    from evalctl._cli_output import Output, TaskView
+    from evalctl._config import RetryPolicy
+
+PROG: Final = "evalctl"
+# The codes the CLI needs before the library (and so qianfan) is imported;
+# the same values as `evalctl._errors.EXIT_*` (a test holds them together).
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+app = typer.Typer(
+    name=PROG,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Api(enum.StrEnum):
+    """The console API generation to talk to."""
+
+    v1 = "v1"
+    v2 = "v2"
+
+
+@dataclass
+class _Globals:
+    """What the root options said (they may also be given after the command)."""
+
+    verbosity: int = 0
+    quiet: bool = False
+
+
+_globals = _Globals()
+
+
+def _click_exception() -> type[Exception]:
+    """click's `ClickException`, whether typer vendors click or depends on it."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == "ClickException":
+            return cls
+    return Exception  # pragma: no cover - every click has it
+
+
+_CLICK_EXCEPTION: Final = _click_exception()
+
+
+class CliError(Exception):
+    """An expected failure of the command line itself (bad input): one line, an exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# --- shared options -----------------------------------------------------------
+
+Verbose = Annotated[
+    int,
+    typer.Option(
+        "--verbose",
+        "-v",
+        count=True,
+        show_default=False,
+        help="More log detail on stderr: -v every request with its log id, -vv debug.",
+    ),
+]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Only errors on stderr (no warnings, no summary).")
+]
+Json = Annotated[
+    bool, typer.Option("--json", help="One JSON object per task per line on stdout, nothing else.")
+]
+ApiOption = Annotated[
+    Api, typer.Option("--api", help="Console API generation: v1 routes or v2 /v2/eval actions.")
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            shown = version(PROG)
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            shown = "unknown (not installed)"
+        typer.echo(f"{PROG} {shown}")
+        raise typer.Exit(0)
+
+
+def _positive(value: float | None) -> float | None:
+    """Parameter check: a finite number > 0 (or absent)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a number > 0")
+    return value
+
+
+@app.callback()
+def _root(
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_version_callback,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Stop Qianfan model-evaluation tasks safely.
+
+    A task that includes human (manual) evaluation is never stopped; transient
+    failures are retried with backoff; every request is logged with the
+    server's log id. New here? Run `evalctl demo`.
+
+    Credentials and endpoint come from QIANFAN_ACCESS_KEY, QIANFAN_SECRET_KEY and
+    QIANFAN_CONSOLE_API_BASE_URL. Results go to stdout, logs to stderr
+    (EVALCTL_LOG_FORMAT=json for JSON lines).
+
+    \b
+    Exit codes (with several tasks, the highest of theirs):
+      0    every task cancelled, already stopped, not running, or dry run
+      1    anything else (timeout, server error, ...)
+      2    usage error or invalid id: nothing sent
+      3    refused: the task includes manual evaluation
+      4    task not found
+      5    retries exhausted
+      6    the server rejected the stop
+      7    the pre-check could not decide: nothing stopped
+      130  interrupted
+    """
+    _globals.verbosity = verbose
+    _globals.quiet = quiet
+
+
+# --- commands -------------------------------------------------------------------
+
+
+@app.command()
+def cancel(
+    ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="ID...", help="Task ids (ame-...).", show_default=False),
+    ] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from-file",
+            "-f",
+            metavar="PATH|-",
+            help="Read ids from a file, one a line ('-': stdin); blank lines and # comments"
+            " are ignored.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Run the pre-check only; send no stop.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until each stopped task reads Stopped.")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=0,
+            metavar="S",
+            help="Seconds to wait for Stopped with --wait [default: 600].",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Json = False,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            metavar="N",
+            help="Tasks in flight at once [default: 4].",
+            show_default=False,
+        ),
+    ] = None,
+    qps: Annotated[
+        float | None,
+        typer.Option(
+            "--qps",
+            callback=_positive,
+            metavar="Q",
+            help="Requests per second for the whole batch [default: unlimited].",
+            show_default=False,
+        ),
+    ] = None,
+    journal: Annotated[
+        str | None,
+        typer.Option(
+            "--journal", metavar="PATH", help="Record each finished task in this file (JSON lines)."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Skip the tasks the --journal already records as done."),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="If any id is malformed, send nothing at all (exit 2)."),
+    ] = False,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option(
+            "--max-attempts",
+            min=1,
+            metavar="N",
+            help="Attempts per request, the first included [default: EVALCTL_MAX_ATTEMPTS or 5].",
+            show_default=False,
+        ),
+    ] = None,
+    api: ApiOption = Api.v1,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Cancel (stop) evaluation tasks, refusing any that include manual evaluation.
+
+    Each task is pre-checked (its detail is read) before anything is sent to the
+    stop route. One line per task on stdout as it finishes; a summary on stderr.
+    """
+    if not ids and from_file is None:
+        raise CliError("no task ids: give ID... or --from-file PATH")
+    if resume and journal is None:
+        raise CliError("--resume needs --journal PATH")
+    source = _open_ids(from_file)
+    output = _start(verbose, quiet, json_output)
+    policy = _prepare_library(max_attempts)
+    try:
+        result = _cancel_batch(
+            _task_ids(ids or (), source, from_file),
+            output,
+            dry_run=dry_run,
+            wait=wait,
+            timeout=timeout,
+            policy=policy,
+            api=api.value,
+            concurrency=concurrency,
+            qps=qps,
+            journal=journal,
+            resume=resume,
+            strict=strict,
+        )
+    except OSError as exc:  # the batch stopped: the journal could not be written
+        if journal is None:
+            raise
+        raise CliError(f"cannot write --journal {journal!r}: {exc}", EXIT_ERROR) from None
+    if result.total == 0 and not result.interrupted and not result.skipped:
+        raise CliError(f"no task ids in {_shown_source(from_file)}")
+    if strict and result.invalid and result.not_started:
+        output.error(f"--strict: {len(result.invalid)} invalid id(s), so nothing was sent")
+    if result.total > 1 or result.duplicates or result.interrupted:
+        output.summary(result)
+    raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else result.exit_code)
+
+
+@app.command()
+def status(
+    ids: Annotated[
+        list[str],
+        typer.Argument(metavar="ID...", help="Task ids (ame-...).", show_default=False),
+    ],
+    json_output: Json = False,
+    api: ApiOption = Api.v1,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Show each task's state and modes, and whether a stop would be allowed.
+
+    Sends no stop. Exits 0 when every task was read; otherwise with the
+    highest code, as `cancel` would (4 not found, 2 invalid id, ...).
+    """
+    output = _start(verbose, quiet, json_output)
+    policy = _prepare_library(None)
+
+    from evalctl._errors import EXIT_OK, EvalctlError, ManualEvaluationError, PrecheckError
+    from evalctl._facade import describe_eval_task
+    from evalctl._precheck import decide
+
+    exit_code = EXIT_OK
+    for raw in ids:
+        task_id = _as_id(raw)
+        try:
+            task = describe_eval_task(task_id, api=api.value, retry=policy)
+        except EvalctlError as error:
+            output.status_error(raw, error)
+            exit_code = max(exit_code, error.exit_code)
+            continue
+        reason: str | None = None
+        try:
+            verdict = decide(task).value
+        except (ManualEvaluationError, PrecheckError) as refusal:
+            verdict = refusal.kind
+            reason = (
+                "includes manual evaluation"
+                if isinstance(refusal, ManualEvaluationError)
+                else refusal.reason
+            )
+        output.status(task, verdict, verdict == "stop", reason)
+    raise typer.Exit(exit_code)
+
+
+@app.command()
+def emulator(
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to bind [default: 127.0.0.1].", show_default=False),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            min=0,
+            max=65535,
+            metavar="N",
+            help="Port to bind [default: a free one].",
+            show_default=False,
+        ),
+    ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option("--demo", help="Seed the demo tasks (automatic, manual, stopped, done)."),
+    ] = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Run the local Qianfan console emulator in the foreground (Ctrl-C stops it).
+
+    It prints the export lines that point qianfan and evalctl at it; its keys are fake.
+    """
+    _start(verbose, quiet, False)
+    from evalctl.emulator import run_foreground
+
+    options: dict[str, Any] = {}
+    if host is not None:
+        options["host"] = host
+    if port is not None:
+        options["port"] = port
+    try:
+        run_foreground(demo=demo, **options)
+    except OSError as exc:
+        raise CliError(
+            f"cannot serve on {host or 'the default address'}: {exc}", EXIT_ERROR
+        ) from exc
+
+
+@app.command()
+def demo(verbose: Verbose = 0, quiet: Quiet = False) -> None:
+    """See evalctl work: cancel demo tasks on an in-process emulator, no account needed.
+
+    The automatic task is cancelled, the manual one refused (by design), the
+    stopped one reported as already stopped. Exits 0 when that is what happened.
+    """
+    output = _start(verbose, quiet, False, inline_errors=True, indent="  ")
+    from evalctl.emulator import DEMO_TASKS, Emulator, pointed_at, seed_demo
+
+    policy = _prepare_library(None, check=False)
+    from evalctl._cli_logging import redactor
+
+    expected = {
+        "auto": "cancelled",
+        "manual": "manual_evaluation",
+        "stopped": "already_stopped",
+        "done": "not_running",
+    }
+    seen: dict[str, str] = {}
+
+    def remember(view: TaskView) -> None:
+        seen[view.task_id] = view.label
+
+    with Emulator() as server, pointed_at(server):
+        redactor.add(server.ak, server.sk)
+        roles = seed_demo(server)
+        output.line(
+            f"evalctl demo: a local Qianfan console emulator is running at {server.base_url}"
+            " (fake keys, no account needed). Its tasks:"
+        )
+        for task in DEMO_TASKS:
+            output.line(f"  {task.task_id:<17} {task.eval_mode:<12} {task.state:<9} {task.name}")
+        output.line()
+        output.line(
+            "`evalctl cancel` on them (each task's detail is read first;"
+            " a stop is sent only when it is allowed):"
+        )
+        _cancel_batch(
+            (roles[role] for role in expected),
+            output,
+            policy=policy,
+            concurrency=1,  # one at a time: the lines come out in the order above
+            on_view=remember,
+        )
+    output.line()
+    as_expected = all(seen.get(roles[role]) == label for role, label in expected.items())
+    if as_expected:
+        output.line(
+            f"Refusing {roles['manual']} is the point: evalctl never stops a task that includes"
+            " human evaluation (`evalctl cancel` exits 3 for it; the demo exits 0)."
+        )
+    else:
+        output.error("the demo did not end as expected; see the lines above")
+    output.line(
+        "To use the real cloud: export QIANFAN_ACCESS_KEY=<your AK> QIANFAN_SECRET_KEY=<your SK>"
+    )
+    output.line(
+        "  (QIANFAN_CONSOLE_API_BASE_URL only for another endpoint), then: evalctl cancel <ame-id>"
+    )
+    raise typer.Exit(0 if as_expected else EXIT_ERROR)
+
+
+# --- the steps the commands share ---------------------------------------------------
+
+
+def _start(
+    verbose: int, quiet: bool, json_mode: bool, *, inline_errors: bool = False, indent: str = ""
+) -> Output:
+    """Merge root and command options, configure logging; returns the output."""
+    from evalctl import _cli_logging
+    from evalctl._cli_output import Output
+
+    _globals.verbosity += verbose
+    _globals.quiet = _globals.quiet or quiet
+    verbosity = -1 if _globals.quiet else _globals.verbosity
+    try:
+        fmt = _cli_logging.log_format()
+    except _cli_logging.LogFormatError as exc:
+        raise CliError(str(exc)) from None
+    _cli_logging.configure(verbosity, fmt)
+    return Output(
+        json_mode=json_mode, quiet=_globals.quiet, inline_errors=inline_errors, indent=indent
+    )
+
+
+def _prepare_library(max_attempts: int | None, *, check: bool = True) -> RetryPolicy:
+    """Import the library (and so qianfan), tame its logger, build the retry policy.
+
+    With `check`, also verify the credentials and the endpoint the way every
+    request will, so that bad settings stop the command before anything is sent.
+
+    Raises:
+        ConfigurationError, MissingCredentialsError: exit 2.
+    """
+    from qianfan import get_config
+
+    from evalctl import _cli_logging
+    from evalctl._config import RetryPolicy
+    from evalctl._errors import ConfigurationError
+
+    # After the import: the SDK resets its logger's level and adds its handler then.
+    _cli_logging.tame_qianfan_logger(_globals.verbosity)
+    config = get_config()
+    _cli_logging.redactor.add(
+        *(getattr(config, name, None) for name in ("ACCESS_KEY", "SECRET_KEY", "AK", "SK"))
+    )
+    policy = RetryPolicy.from_env()
+    if max_attempts is not None:
+        try:
+            policy = replace(policy, max_attempts=max_attempts)
+        except ConfigurationError as exc:
+            raise CliError(f"--max-attempts: {exc}") from None
+    if check:
+        from evalctl._errors import MissingCredentialsError
+        from evalctl._facade import new_session
+
+        try:
+            new_session(policy, None, None, {})
+        except MissingCredentialsError:
+            raise CliError(
+                "no credentials: export QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY"
+                " (or try `evalctl demo`, which needs none)"
+            ) from None
+    return policy
+
+
+def _cancel_batch(
+    task_ids: Iterator[str | int],
+    output: Output,
+    *,
+    policy: RetryPolicy,
+    dry_run: bool = False,
+    wait: bool = False,
+    timeout: float | None = None,
+    api: str = "v1",
+    concurrency: int | None = None,
+    qps: float | None = None,
+    journal: str | None = None,
+    resume: bool = False,
+    strict: bool = False,
+    on_view: Callable[[TaskView], None] | None = None,
+) -> BatchResult:
+    """`cancel_eval_tasks` with each report printed as it arrives (cancel and demo)."""
+    from evalctl._batch import TaskReport, cancel_eval_tasks
+    from evalctl._cli_output import TaskView
+
+    def on_report(report: TaskReport) -> None:
+        view = TaskView.of(report)
+        output.task(view)
+        if on_view is not None:
+            on_view(view)
+
+    options: dict[str, Any] = {}
+    if timeout is not None:
+        options["wait_timeout"] = timeout
+    if concurrency is not None:
+        options["concurrency"] = concurrency
+    return cancel_eval_tasks(
+        task_ids,
+        dry_run=dry_run,
+        wait=wait,
+        retry=policy,
+        api=api,  # type: ignore[arg-type]  # an Api value: "v1" or "v2"
+        qps=qps,
+        journal=journal,
+        resume=resume,
+        strict=strict,
+        on_report=on_report,
+        **options,
+    )
+
+
+def _open_ids(from_file: str | None) -> TextIO | None:
+    """Open `--from-file` now, so that an unreadable one fails before anything is sent."""
+    if from_file is None:
+        return None
+    if from_file == "-":
+        return sys.stdin
+    try:
+        return open(from_file, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read --from-file {from_file!r}: {exc.strerror or exc}") from None
+
+
+def _task_ids(
+    ids: Sequence[str], source: TextIO | None, source_name: str | None
+) -> Iterator[str | int]:
+    """The ids of the arguments, then those of the file, one at a time."""
+    for raw in ids:
+        yield _as_id(raw)
+    if source is None:
+        return
+    line_number = 0
+    try:
+        for line_number, line in enumerate(source, 1):  # noqa: B007 - used in the error
+            text = line.split("#", 1)[0].strip()
+            if text:
+                yield _as_id(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(
+            f"cannot read {_shown_source(source_name)} after line {line_number}: {exc}"
+        ) from None
+    finally:
+        if source is not sys.stdin:
+            source.close()
+
+
+def _as_id(raw: str) -> str | int:
+    """An argument as a task id: all ASCII digits is the deprecated integer form."""
+    return int(raw) if raw.isascii() and raw.isdigit() else raw
+
+
+def _shown_source(from_file: str | None) -> str:
+    if from_file == "-":
+        return "stdin"
+    return f"--from-file {from_file!r}" if from_file else "the arguments"
+
+
+# --- entry point ------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The console script: run the command line and exit with its code."""
+    sys.exit(run(argv))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on `argv` (default: `sys.argv[1:]`); returns the exit code."""
+    from evalctl import _cli_logging
+
+    _cli_logging.guard_qianfan_logger()
+    _show_warnings_as_lines()
+    try:
+        command = typer.main.get_command(app)
+        value = command.main(
+            args=list(sys.argv[1:] if argv is None else argv),
+            prog_name=PROG,
+            standalone_mode=False,
+        )
+    except _CLICK_EXCEPTION as exc:  # the parser's usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `evalctl`: help, as click does
+            sys.stderr.write(_click_message(exc).rstrip() + "\n")
+        else:
+            _print_error(_usage_message(exc))
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
+    except typer.Abort:
+        _print_error("aborted")
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into a line
+        return _failed(exc)
+    return value if isinstance(value, int) else 0
+
+
+def _failed(exc: Exception) -> int:
+    """Print an exception as one line; returns its exit code."""
+    if isinstance(exc, CliError):
+        _print_error(str(exc))
+        return exc.exit_code
+    errors = sys.modules.get("evalctl._errors")
+    if errors is not None and isinstance(exc, errors.EvalctlError):
+        _print_error(str(exc))
+        return int(exc.exit_code)
+    from evalctl._cli_logging import redact_text, write_stderr
+
+    if _globals.verbosity > 0:
+        import traceback
+
+        write_stderr(redact_text("".join(traceback.format_exception(exc)).rstrip()))
+    detail = "" if _globals.verbosity > 0 else " (run with -v for details)"
+    write_stderr(f"{PROG}: internal error: {type(exc).__name__}: {redact_text(str(exc))}{detail}")
+    return EXIT_ERROR
+
+
+def _usage_message(exc: Exception) -> str:
+    """A parser error as one line, pointing at the right --help."""
+    message = " ".join(_click_message(exc).split())
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) or PROG
+    return f"{message} (see '{path} --help')"
+
+
+def _click_message(exc: Exception) -> str:
+    format_message = getattr(exc, "format_message", None)
+    return str(format_message() if callable(format_message) else exc)
+
+
+def _print_error(message: str) -> None:
+    from evalctl._cli_logging import redact_text, write_stderr
+
+    write_stderr(f"{PROG}: error: {redact_text(message)}")
+
+
+def _show_warnings_as_lines() -> None:
+    """Warnings (the deprecated integer id) as one ``evalctl: warning:`` line each, once."""
+    # "always" here, de-duplicated in _show_warning: the C implementation of
+    # "once" keys its registry per module, and the same warning may be raised
+    # from several (the batch validates ids as it reads them, then again per task).
+    warnings.filterwarnings("always", category=DeprecationWarning, module=r"evalctl(\.|$)")
+    warnings.filterwarnings(
+        "always", message=r"integer evaluation ids", category=DeprecationWarning
+    )
+    warnings.showwarning = _show_warning
+
+
+_shown_warnings: set[str] = set()
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    text = " ".join(str(message).split()) or category.__name__
+    if _globals.quiet or text in _shown_warnings:
+        return
+    _shown_warnings.add(text)
+    from evalctl._cli_logging import redact_text, write_stderr
+
+    write_stderr(f"{PROG}: warning: {redact_text(text)}")

@@ -1,0 +1,324 @@
+"""What the command line prints: one line per task, for people or as JSON.
+
+Results go to stdout as each task finishes (a batch reports in completion
+order, so there is no table to wait for); errors and the closing summary go
+to stderr. Every piece of text that came from a server or an exception passes
+the CLI's redactor on the way out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from evalctl._cli_logging import redact_text, write_stderr
+
+if TYPE_CHECKING:
+    # Types only: the library imports qianfan, which the CLI defers until a
+    # command needs it (a usage error should not pay for it).
+    from evalctl._batch import BatchResult, TaskReport
+    from evalctl._errors import EvalctlError
+    from evalctl._model import CancelResult, EvalTask
+
+PROG: Final = "evalctl"
+
+# Column widths of the human lines; longer values push the rest right.
+_ID_WIDTH: Final = 17
+_STATES_WIDTH: Final = 20
+_LABEL_WIDTH: Final = 18
+_MODES_WIDTH: Final = 14
+# The summary names at most this many failed ids.
+_MAX_FAILED_SHOWN: Final = 10
+
+_GREEN: Final = "32"
+_YELLOW: Final = "33"
+_RED: Final = "31"
+_COLOR_OF: Final = {
+    "cancelled": _GREEN,
+    "dry_run": _GREEN,
+    "already_stopped": _YELLOW,
+    "not_running": _YELLOW,
+}
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """One task's line, whatever produced it: the fields both renderings share."""
+
+    task_id: str
+    label: str
+    state_before: str | None
+    state_after: str | None
+    log_ids: tuple[str, ...]
+    error: EvalctlError | None = None
+
+    @classmethod
+    def of(cls, report: TaskReport) -> TaskView:
+        if report.result is not None:
+            return cls.of_result(report.result)
+        assert report.error is not None
+        return cls.of_error(report.task_id, report.error)
+
+    @classmethod
+    def of_result(cls, result: CancelResult) -> TaskView:
+        return cls(
+            result.task_id, result.outcome, result.state_before, result.state_after, result.log_ids
+        )
+
+    @classmethod
+    def of_error(cls, task_id: str, error: EvalctlError) -> TaskView:
+        from evalctl._errors import ManualEvaluationError, RetryExhaustedError, WaitTimeoutError
+
+        before: str | None = None
+        after: str | None = None
+        log_ids: tuple[str, ...] = ()
+        if isinstance(error, WaitTimeoutError):
+            before, after = error.result.state_before, error.result.state_after
+            log_ids = error.result.log_ids
+        elif isinstance(error, ManualEvaluationError):
+            before = after = error.state
+        if isinstance(error, RetryExhaustedError):
+            log_ids = error.log_ids
+        log_id = getattr(error, "log_id", None)
+        if isinstance(log_id, str) and log_id and log_id not in log_ids:
+            log_ids = (*log_ids, log_id)
+        return cls(task_id, error.kind, before, after, log_ids, error)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.error is None else self.error.exit_code
+
+
+class Output:
+    """Writes results and errors; safe to call from a batch's worker threads.
+
+    Args:
+        json_mode: one JSON object per task on stdout, nothing else there.
+        quiet: no warnings and no summary on stderr (errors still print).
+        inline_errors: failed tasks as rows on stdout with the others (the
+            demo's narrative) instead of ``evalctl: error:`` lines on stderr.
+        stdout, stderr: where to write; the process's streams by default.
+        indent: put before every task row.
+    """
+
+    def __init__(
+        self,
+        *,
+        json_mode: bool = False,
+        quiet: bool = False,
+        inline_errors: bool = False,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        indent: str = "",
+    ) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.inline_errors = inline_errors
+        self._out = sys.stdout if stdout is None else stdout
+        self._err = sys.stderr if stderr is None else stderr
+        self._indent = indent
+        self._color = not json_mode and _wants_color(self._out)
+        self._lock = threading.Lock()
+        self._out_closed = False
+
+    # -- cancel --------------------------------------------------------------
+
+    def task(self, view: TaskView) -> None:
+        """One finished task."""
+        if self.json_mode:
+            self._stdout(json.dumps(_task_json(view), ensure_ascii=False))
+            if view.error is not None:
+                self.error(_task_error_text(view))
+        elif view.error is None:
+            self._stdout(self._task_row(view, _log_ids_text(view.log_ids)))
+        elif self.inline_errors:
+            self._stdout(self._task_row(view, _task_error_text(view)))
+        else:
+            self.error(_task_error_text(view))
+
+    def summary(self, result: BatchResult) -> None:
+        """The closing line on stderr: counts per outcome and the failed ids."""
+        if self.quiet:
+            return
+        self._stderr(f"{PROG}: {summary_text(result)}")
+
+    # -- status --------------------------------------------------------------
+
+    def status(self, task: EvalTask, verdict: str, allowed: bool, reason: str | None) -> None:
+        """A task read by ``evalctl status``, with what a cancel would do."""
+        if self.json_mode:
+            self._stdout(
+                json.dumps(
+                    {
+                        "task_id": task.task_id,
+                        "name": _clean(task.name),
+                        "state": _clean(task.state),
+                        "eval_modes": sorted(task.eval_modes),
+                        "includes_manual": task.includes_manual,
+                        "stop_allowed": allowed,
+                        "verdict": verdict,
+                        "reason": _clean(reason),
+                        "log_id": task.log_id,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            return
+        modes = ",".join(sorted(task.eval_modes)) or "-"
+        if allowed:
+            would = "stop allowed"
+        elif verdict in ("already_stopped", "not_running"):
+            would = f"{verdict}: nothing to stop"
+        else:
+            would = f"stop refused ({verdict}): {reason}"
+        name = f'  "{task.name}"' if task.name else ""
+        row = (
+            f"{task.task_id:<{_ID_WIDTH}} {task.state or '-':<{_STATES_WIDTH}}"
+            f" {modes:<{_MODES_WIDTH}} {redact_text(would)}{redact_text(name)}"
+        )
+        self._stdout(self._indent + row)
+
+    def status_error(self, task_id: str, error: EvalctlError) -> None:
+        """A task ``evalctl status`` could not read."""
+        view = TaskView.of_error(task_id, error)
+        if self.json_mode:
+            payload = _task_json(view)
+            del payload["state_before"], payload["state_after"]
+            self._stdout(json.dumps(payload, ensure_ascii=False))
+        self.error(_task_error_text(view))
+
+    # -- plain text ----------------------------------------------------------
+
+    def line(self, text: str = "") -> None:
+        """A line of prose on stdout (the demo's narrative); never in JSON mode."""
+        if not self.json_mode:
+            self._stdout(text)
+
+    def error(self, message: str) -> None:
+        """``evalctl: error: <message>`` on stderr."""
+        self._stderr(f"{PROG}: error: {redact_text(message)}")
+
+    def warning(self, message: str) -> None:
+        """``evalctl: warning: <message>`` on stderr, unless quiet."""
+        if not self.quiet:
+            self._stderr(f"{PROG}: warning: {redact_text(message)}")
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _task_row(self, view: TaskView, detail: str) -> str:
+        states = _states_text(view.state_before, view.state_after)
+        label = f"{view.label:<{_LABEL_WIDTH}}"
+        if self._color:
+            code = _COLOR_OF.get(view.label, _RED)
+            label = f"\x1b[{code}m{label}\x1b[0m"
+        return (
+            f"{self._indent}{view.task_id:<{_ID_WIDTH}} {states:<{_STATES_WIDTH}}"
+            f" {label} {redact_text(detail)}".rstrip()
+        )
+
+    def _stdout(self, text: str) -> None:
+        with self._lock:
+            if self._out_closed:
+                return
+            try:
+                self._out.write(text + "\n")
+                self._out.flush()
+            except BrokenPipeError:
+                # The reader went away (`| head`); the batch still finishes and
+                # the exit code still tells how. Later writes are dropped.
+                self._out_closed = True
+                _silence(self._out)
+
+    def _stderr(self, text: str) -> None:
+        write_stderr(text, self._err)
+
+
+def _task_json(view: TaskView) -> dict[str, Any]:
+    payload: dict[str, Any] = {"task_id": view.task_id}
+    if view.error is None:
+        payload["outcome"] = view.label
+    else:
+        payload["error"] = redact_text(str(view.error))
+        payload["error_kind"] = view.label
+        payload["exit_code"] = view.exit_code
+    payload["state_before"] = _clean(view.state_before)
+    payload["state_after"] = _clean(view.state_after)
+    payload["log_ids"] = list(view.log_ids)
+    return payload
+
+
+def _task_error_text(view: TaskView) -> str:
+    """The error's message, naming the task and the log id when the message does not."""
+    assert view.error is not None
+    message = str(view.error)
+    if view.task_id not in message:
+        message = f"{view.task_id}: {message}"
+    missing = [log_id for log_id in view.log_ids[-1:] if log_id not in message]
+    if missing:
+        message += f" [log_id {missing[0]}]"
+    return message
+
+
+def summary_text(result: BatchResult) -> str:
+    """E.g. ``3 tasks: 1 cancelled, 1 manual_evaluation, 1 not_found; failed: ame-b, ame-c``."""
+    noun = "task" if result.total == 1 else "tasks"
+    parts = [f"{result.total} {noun}: {_counts_text(result.counts) or 'none finished'}"]
+    failed = [*result.invalid, *result.failed]
+    if failed:
+        shown = ", ".join(failed[:_MAX_FAILED_SHOWN])
+        more = len(failed) - _MAX_FAILED_SHOWN
+        parts.append(f"failed: {shown}" + (f" (+{more} more)" if more > 0 else ""))
+    if result.duplicates:
+        parts.append(f"{result.duplicates} duplicate id(s) skipped")
+    if result.skipped:
+        parts.append(f"{result.skipped} skipped (already done in the journal)")
+    if result.not_started:
+        parts.append(f"{result.not_started} not started")
+    if result.interrupted:
+        parts.append("interrupted")
+    return redact_text("; ".join(parts))
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{count} {label}" for label, count in sorted(counts.items()) if count)
+
+
+def _states_text(before: str | None, after: str | None) -> str:
+    before_text = _clean(before) or "-"
+    if after is None or after == before:
+        return before_text
+    return f"{before_text} → {_clean(after)}"
+
+
+def _log_ids_text(log_ids: tuple[str, ...]) -> str:
+    if not log_ids:
+        return ""
+    return ("log_id " if len(log_ids) == 1 else "log_ids ") + ", ".join(log_ids)
+
+
+def _clean(text: str | None) -> str | None:
+    return None if text is None else redact_text(text)
+
+
+def _wants_color(stream: TextIO) -> bool:
+    if "NO_COLOR" in os.environ:
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _silence(stream: TextIO) -> None:
+    """Point the closed stdout's file descriptor at /dev/null so exit does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
