@@ -40,6 +40,7 @@ from evalctl._config import DEFAULT_WAIT_TIMEOUT_S, RetryPolicy, get_clock
 from evalctl._errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    AuthenticationError,
     ConfigurationError,
     EvalctlError,
     InvalidTaskIdError,
@@ -61,6 +62,7 @@ POLL_S: Final = 0.05
 
 BATCH_EVENT: Final = "evalctl.batch"
 BATCH_INTERRUPTED_EVENT: Final = "evalctl.batch_interrupted"
+BATCH_ABORTED_EVENT: Final = "evalctl.batch_aborted"
 TASK_CRASHED_EVENT: Final = "evalctl.batch_task_crashed"
 
 # A syntactically valid id, used only to check the batch's settings once
@@ -119,8 +121,10 @@ class BatchResult:
         duplicates: Repeated ids, ignored.
         interrupted: Ctrl-C stopped the batch before every id was run.
         exit_code: The highest exit code of the reports; 130 when interrupted.
-        not_started: Valid ids that were never started (interrupted, or
-            `strict` refused the batch).
+        not_started: Valid ids that were never started (interrupted, `strict`
+            refused the batch, or it was aborted).
+        aborted: Why the batch stopped starting tasks on its own (the keys were
+            refused: every further request would fail the same way), or None.
         requests: Requests sent, every attempt of every task.
         elapsed: Wall-clock seconds.
     """
@@ -136,6 +140,7 @@ class BatchResult:
     not_started: int = 0
     requests: int = 0
     elapsed: float = 0.0
+    aborted: str | None = None
 
 
 def cancel_eval_tasks(
@@ -338,6 +343,8 @@ class _Batch:
         self._queue: queue.Queue[TaskId] = queue.Queue(maxsize=QUEUE_PER_WORKER * workers)
         self._stop = threading.Event()
         self._fed = threading.Event()
+        self._local = threading.local()
+        self._aborted: str | None = None
         self._threads: list[threading.Thread] = []
 
     # -- the calling thread ----------------------------------------------------
@@ -410,6 +417,7 @@ class _Batch:
                 not_started=self._accepted - self._finished,
                 requests=self._requests,
                 elapsed=elapsed,
+                aborted=self._aborted,
             )
 
     def _feed(self, task_ids: Iterable[object], *, checked: bool) -> None:
@@ -502,13 +510,23 @@ class _Batch:
         session: Session | None = None
         try:
             operation, session = prepare_cancel(
-                task_id, limiter=self._limiter, budget=self._budget, **self._options
+                task_id,
+                limiter=self._limiter,
+                budget=self._budget,
+                # One requestor per worker thread: its connections are kept alive
+                # from one task to the next instead of reopened for every request.
+                requestor=getattr(self._local, "requestor", None),
+                **self._options,
             )
+            self._local.requestor = session.requestor
             if self.journal is not None and not self._dry_run:
                 operation = _announcing_stops(operation, lambda: self._intent(key))
             report = TaskReport(key, result=run(operation, session))
         except _JournalFailed:
             raise
+        except AuthenticationError as error:
+            report = TaskReport(key, error=error)
+            self._abort(f"authentication failed ({error.http_status})")
         except EvalctlError as error:
             report = TaskReport(key, error=error)
         # BLE001: a bug in one task must not end the others; it is reported
@@ -521,6 +539,15 @@ class _Batch:
             log_ids=session.log_ids if session is not None else (),
             attempts=session.attempts if session is not None else 0,
         )
+
+    def _abort(self, reason: str) -> None:
+        """Start no more tasks: what failed this one would fail every other."""
+        with self._lock:
+            if self._aborted is not None:
+                return
+            self._aborted = reason
+        _logging.event("error", BATCH_ABORTED_EVENT, reason=reason)
+        self._stop.set()
 
     def _intent(self, key: str) -> None:
         assert self.journal is not None

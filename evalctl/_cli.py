@@ -259,6 +259,8 @@ def cancel(
     source = _open_ids(from_file)
     output = _start(verbose, quiet, json_output)
     policy = _prepare_library(max_attempts)
+    # Progress only for a person watching a terminal, never in machine output.
+    show_progress = not json_output and not _globals.quiet and _is_terminal(sys.stderr)
     try:
         result = _cancel_batch(
             _task_ids(ids or (), source, from_file),
@@ -273,6 +275,7 @@ def cancel(
             journal=journal,
             resume=resume,
             strict=strict,
+            progress=show_progress,
         )
     except OSError as exc:  # the batch stopped: the journal could not be written
         if journal is None:
@@ -282,7 +285,7 @@ def cancel(
         raise CliError(f"no task ids in {_shown_source(from_file)}")
     if strict and result.invalid and result.not_started:
         output.error(f"--strict: {len(result.invalid)} invalid id(s), so nothing was sent")
-    if result.total > 1 or result.duplicates or result.interrupted:
+    if result.total > 1 or result.duplicates or result.interrupted or result.aborted:
         output.summary(result)
     raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else result.exit_code)
 
@@ -519,8 +522,14 @@ def _cancel_batch(
     resume: bool = False,
     strict: bool = False,
     on_view: Callable[[TaskView], None] | None = None,
+    progress: bool = False,
 ) -> BatchResult:
-    """`cancel_eval_tasks` with each report printed as it arrives (cancel and demo)."""
+    """`cancel_eval_tasks` with each report printed as it arrives (cancel and demo).
+
+    With `progress`, a progress bar runs on stderr meanwhile (lines print above it).
+    """
+    from contextlib import nullcontext
+
     from evalctl._batch import TaskReport, cancel_eval_tasks
     from evalctl._cli_output import TaskView
 
@@ -535,19 +544,30 @@ def _cancel_batch(
         options["wait_timeout"] = timeout
     if concurrency is not None:
         options["concurrency"] = concurrency
-    return cancel_eval_tasks(
-        task_ids,
-        dry_run=dry_run,
-        wait=wait,
-        retry=policy,
-        api=api,  # type: ignore[arg-type]  # an Api value: "v1" or "v2"
-        qps=qps,
-        journal=journal,
-        resume=resume,
-        strict=strict,
-        on_report=on_report,
-        **options,
-    )
+    bar = _progress_bar() if progress else None
+    with bar or nullcontext():
+        if bar is not None:
+            options["on_progress"] = bar.advance
+        return cancel_eval_tasks(
+            task_ids,
+            dry_run=dry_run,
+            wait=wait,
+            retry=policy,
+            api=api,  # type: ignore[arg-type]  # an Api value: "v1" or "v2"
+            qps=qps,
+            journal=journal,
+            resume=resume,
+            strict=strict,
+            on_report=on_report,
+            **options,
+        )
+
+
+def _progress_bar() -> Any:
+    """A rich progress bar on stderr: done/total, rate, failures so far."""
+    from evalctl._cli_progress import BatchProgressBar
+
+    return BatchProgressBar()
 
 
 def _open_ids(from_file: str | None) -> TextIO | None:
@@ -583,6 +603,13 @@ def _task_ids(
     finally:
         if source is not sys.stdin:
             source.close()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _as_id(raw: str) -> str | int:

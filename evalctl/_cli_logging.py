@@ -128,7 +128,9 @@ def configure(verbosity: int, fmt: str = "console", *, stream: TextIO | None = N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_for(verbosity)),
-        logger_factory=lambda *_args: LineWriter(out),
+        # `stream`, not `out`: None means sys.stderr at each write, which a
+        # progress display may have redirected to print above itself.
+        logger_factory=lambda *_args: LineWriter(stream),
         cache_logger_on_first_use=False,
     )
 

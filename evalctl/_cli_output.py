@@ -119,8 +119,10 @@ class Output:
         self.json_mode = json_mode
         self.quiet = quiet
         self.inline_errors = inline_errors
-        self._out = sys.stdout if stdout is None else stdout
-        self._err = sys.stderr if stderr is None else stderr
+        # None: the process's stream, looked up at each write, so that a
+        # progress display that redirects sys.stdout/err gets the lines.
+        self._out_stream = stdout
+        self._err = stderr
         self._indent = indent
         self._color = not json_mode and _wants_color(self._out)
         self._lock = threading.Lock()
@@ -221,6 +223,10 @@ class Output:
             f" {label} {redact_text(detail)}".rstrip()
         )
 
+    @property
+    def _out(self) -> TextIO:
+        return sys.stdout if self._out_stream is None else self._out_stream
+
     def _stdout(self, text: str) -> None:
         with self._lock:
             if self._out_closed:
@@ -281,6 +287,8 @@ def summary_text(result: BatchResult) -> str:
         parts.append(f"{result.not_started} not started")
     if result.interrupted:
         parts.append("interrupted")
+    if result.aborted:
+        parts.append(f"stopped early: {result.aborted}")
     return redact_text("; ".join(parts))
 
 

@@ -247,11 +247,14 @@ def prepare_cancel(
     sk: str | None = None,
     limiter: RateLimiter | None = None,
     budget: RetryBudget | None = None,
+    requestor: ConsoleRequestor | None = None,
 ) -> tuple[Operation[CancelResult], Session]:
     """Check every argument and build the cancel operation (used by the batch too)."""
     gen, checked_id = _checked(task_id, api)
     timeout = _operations.check_wait_timeout(wait_timeout)
-    session = new_session(_policy(retry), ak, sk, {}, limiter=limiter, budget=budget)
+    session = new_session(
+        _policy(retry), ak, sk, {}, limiter=limiter, budget=budget, requestor=requestor
+    )
     operation = _operations.cancel(
         gen, checked_id, session, dry_run=bool(dry_run), wait=bool(wait), wait_timeout=timeout
     )
@@ -287,8 +290,14 @@ def new_session(
     *,
     limiter: RateLimiter | None = None,
     budget: RetryBudget | None = None,
+    requestor: ConsoleRequestor | None = None,
 ) -> Session:
-    """A `Session` with credentials resolved and the endpoint checked."""
+    """A `Session` with credentials resolved and the endpoint checked.
+
+    `requestor` lets a caller reuse one SDK requestor (and so its HTTP
+    connection pool) across operations of one thread; by default each
+    operation gets its own, as each SDK `call_action` does.
+    """
     config = get_config()
     ak = ak or config.ACCESS_KEY
     sk = sk or config.SECRET_KEY
@@ -302,7 +311,8 @@ def new_session(
         ak=ak,
         sk=sk,
         # access_key/secret_key satisfy the SDK's credential check at construction.
-        requestor=ConsoleRequestor(**{**requestor_kwargs, "access_key": ak, "secret_key": sk}),
+        requestor=requestor
+        or ConsoleRequestor(**{**requestor_kwargs, "access_key": ak, "secret_key": sk}),
         redactor=Redactor([ak, sk]),
         deadline=clock.monotonic() + policy.deadline,
         attempt_timeout=policy.attempt_timeout,

@@ -56,7 +56,8 @@ def describe(generation: Generation, task_id: TaskId, session: Session) -> Opera
     except EvalctlError as error:
         raise _detail_error(error, task_id) from error
     body = reply.body
-    return parse_detail(generation, body, task_id, log_id_of(body), session.redactor)
+    log_id = log_id_of(body, session.redactor)
+    return parse_detail(generation, body, task_id, log_id, session.redactor)
 
 
 def cancel(
@@ -168,7 +169,7 @@ def _stop(
         except EvalctlError as error:
             raise _stop_error(error, task_id) from error
         else:
-            log_id = log_id_of(reply.body)
+            log_id = log_id_of(reply.body, session.redactor)
             try:
                 accepted, message = generation.read_stop(reply.body)
             except InvalidResponseError as error:
@@ -178,7 +179,8 @@ def _stop(
                 ambiguous = AmbiguousFailure(failure, 1)
             else:
                 if not accepted:
-                    raise CancelRejectedError(str(task_id), None, message, log_id)
+                    reason = session.redactor(message)  # server text, like any error message
+                    raise CancelRejectedError(str(task_id), None, reason, log_id)
                 return "cancelled", _api.V1_STOPPING
         task = yield from describe(generation, task_id, session)
         verdict = decide(task)
@@ -204,6 +206,8 @@ def _before_resend(ambiguous: AmbiguousFailure, spent: int, session: Session) ->
         raise ambiguous.error
     if spent >= policy.max_attempts:
         raise RetryExhaustedError(spent, ambiguous.error, session.log_ids) from ambiguous.error
+    if session.budget is not None and not session.budget.withdraw(ambiguous.failure):
+        raise RetryExhaustedError(spent, ambiguous.error, session.log_ids, why="budget")
     wait = backoff(policy, spent, None, _rng)
     if session.clock.monotonic() + wait >= session.deadline:
         raise RetryExhaustedError(spent, ambiguous.error, session.log_ids, why="deadline")

@@ -151,7 +151,7 @@ def _begin(state: _CallState, session: Session) -> float:
 
 
 def _succeeded(state: _CallState, session: Session, reply: QfResponse) -> None:
-    log_id = log_id_of(reply.body)
+    log_id = log_id_of(reply.body, session.redactor)
     if log_id:
         session.log_ids.append(log_id)
     if session.limiter is not None:
@@ -218,10 +218,10 @@ def _failure_event(
 
 
 def _sync_attempt(state: _CallState, session: Session) -> QfResponse:
-    timeout = _begin(state, session)
+    # The limiter first: its wait must not eat into this attempt's timeout.
     if session.limiter is not None:
         session.limiter.acquire(session.clock)
-        state.started = time.perf_counter()
+    timeout = _begin(state, session)
     call = state.call
     request = build_request(
         session.requestor, call.route, call.action, call.params, session.ak, session.sk, timeout
@@ -236,10 +236,10 @@ def _sync_attempt(state: _CallState, session: Session) -> QfResponse:
 
 
 async def _async_attempt(state: _CallState, session: Session) -> QfResponse:
-    timeout = _begin(state, session)
+    # The limiter first: its wait must not eat into this attempt's timeout.
     if session.limiter is not None:
         await session.limiter.aacquire(session.clock)
-        state.started = time.perf_counter()
+    timeout = _begin(state, session)
     call = state.call
     request = build_request(
         session.requestor, call.route, call.action, call.params, session.ak, session.sk, timeout

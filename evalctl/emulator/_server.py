@@ -48,6 +48,8 @@ class HttpServer(ThreadingHTTPServer):
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._resets: set[socket.socket] = set()
         self._serve_thread: threading.Thread | None = None
+        #: Connections accepted so far (clients that keep theirs alive open few).
+        self.connections_opened = 0
         super().__init__(address, _Handler)  # binds; raises OSError if it cannot
         self._wake_receive, self._wake_send = socket.socketpair()
 
@@ -116,6 +118,7 @@ class HttpServer(ThreadingHTTPServer):
         )
         with self._lock:
             self._connections[request] = thread
+            self.connections_opened += 1
         thread.start()
 
     def shutdown_request(self, request: Any) -> None:

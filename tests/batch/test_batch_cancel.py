@@ -362,3 +362,30 @@ def test_a_second_ctrl_c_stops_waiting_for_the_tasks_in_flight(emulator: Emulato
     while threading.active_count() > workers_before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threading.active_count() == workers_before
+
+
+def test_refused_keys_stop_the_batch_instead_of_failing_every_task(emulator: Emulator) -> None:
+    """A 401/403 would fail every task the same way: no new task starts after the first."""
+    ids = add_tasks(emulator, 40)
+    reports = Reports()
+
+    result = cancel_eval_tasks(ids, sk="not-the-secret-key", concurrency=2, on_report=reports)
+
+    assert result.aborted is not None
+    assert "authentication failed" in result.aborted
+    assert result.exit_code == 1
+    assert set(reports.labels().values()) == {"authentication"}
+    # At most the tasks already in flight were tried: far fewer than 40 requests.
+    assert len(emulator.requests) <= 2 + 2
+    assert result.not_started + len(reports.items) <= 40
+    assert emulator.stop_requests() == []
+
+
+def test_workers_keep_their_connection_alive_between_tasks(emulator: Emulator) -> None:
+    """One requestor per worker thread: a batch reuses connections instead of reopening them."""
+    ids = add_tasks(emulator, 12)
+
+    result = cancel_eval_tasks(ids, concurrency=2)
+
+    assert result.counts == {"cancelled": 12}
+    assert emulator.connections_opened <= 4

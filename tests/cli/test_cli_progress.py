@@ -1,0 +1,80 @@
+"""The batch progress bar: shown to a person at a terminal, never in machine output."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from evalctl.emulator import Emulator, sdk_environment
+
+EVALCTL = shutil.which("evalctl", path=str(Path(sys.executable).parent)) or "evalctl"
+AK = "progress-test-ak-1234"
+SK = "progress-test-sk-5678"
+
+
+def _run_with_terminal_stderr(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """Run `evalctl` with stderr on a pseudo-terminal and stdout on a pipe."""
+    master, slave = os.openpty()
+    try:
+        process = subprocess.Popen(
+            [EVALCTL, *args], stdout=subprocess.PIPE, stderr=slave, env=env, text=True
+        )
+        os.close(slave)
+        chunks: list[bytes] = []
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                process.kill()
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal (Linux raises EIO)
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        stdout = process.stdout.read() if process.stdout else ""
+        code = process.wait(timeout=30)
+    finally:
+        os.close(master)
+    return code, stdout, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_a_terminal_sees_a_progress_bar_and_stdout_stays_clean() -> None:
+    """stderr on a terminal shows the bar; stdout still has exactly one line per task."""
+    with Emulator(ak=AK, sk=SK, latency_s=0.02) as emulator:
+        ids = [emulator.add_task() for _ in range(20)]
+        env = {
+            **os.environ,
+            **sdk_environment(emulator),
+            "EVALCTL_TESTING": "1",
+            "TERM": "xterm",
+            "COLUMNS": "120",
+        }
+        env.pop("NO_COLOR", None)
+
+        code, stdout, terminal = _run_with_terminal_stderr(["cancel", *ids], env)
+
+    assert code == 0
+    assert sorted(line.split()[0] for line in stdout.splitlines()) == sorted(ids)
+    assert "cancelling" in terminal
+    assert "failed" in terminal
+    for secret in (AK, SK, "bce-auth-v1/"):
+        assert secret not in terminal + stdout
+
+
+def test_json_output_never_draws_a_progress_bar() -> None:
+    """With --json, stderr on a terminal still gets no bar: machine output stays machine output."""
+    with Emulator(ak=AK, sk=SK) as emulator:
+        ids = [emulator.add_task() for _ in range(3)]
+        env = {**os.environ, **sdk_environment(emulator), "EVALCTL_TESTING": "1", "TERM": "xterm"}
+
+        code, stdout, terminal = _run_with_terminal_stderr(["cancel", "--json", *ids], env)
+
+    assert code == 0
+    assert len(stdout.splitlines()) == 3
+    assert "cancelling" not in terminal
