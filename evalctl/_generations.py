@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from evalctl import _api
 from evalctl._api import ApiVersion
 from evalctl._errors import (
+    AuthenticationError,
     ConfigurationError,
     EvalctlError,
     HTTPStatusError,
@@ -32,6 +33,11 @@ _NOT_FOUND_TEXT: Final = re.compile(
 )
 _APP_SECRET_KEY: Final = re.compile(r"app_?[as]k|.*secret.*", re.IGNORECASE)
 _MAX_SCAN_DEPTH: Final = 8
+#: Bounds on the server-provided text an `EvalTask` shows (a hostile detail
+#: can hold megabytes, or thousands of made-up modes).
+_MAX_SHOWN_NAME: Final = 200
+_MAX_SHOWN_FIELD: Final = 80
+_MAX_SHOWN_UNKNOWN_MODES: Final = 8
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,29 @@ def parse_detail(
 ) -> EvalTask:
     """Read a detail body into an `EvalTask`, remembering any app secrets to mask."""
     redactor.add(*_app_secrets(body))
-    return generation.parse(body, task_id, log_id)
+    return _shown(generation.parse(body, task_id, log_id), redactor)
+
+
+def _shown(task: EvalTask, redactor: Redactor) -> EvalTask:
+    """`task` with the server-provided text it shows redacted and bounded.
+
+    A gateway can echo the request (the Authorization value) into any field.
+    The decisions were taken on the raw values and stay as they are
+    (`includes_manual`, whether `undecided_reason` is set); masking can only
+    turn a state unknown, which fails closed.
+    """
+    unknown = sorted(task.eval_modes - _api.KNOWN_MODES)[:_MAX_SHOWN_UNKNOWN_MODES]
+    modes = task.eval_modes & _api.KNOWN_MODES
+    return replace(
+        task,
+        name=None if task.name is None else redactor(task.name, _MAX_SHOWN_NAME),
+        state=None if task.state is None else redactor(task.state, _MAX_SHOWN_FIELD),
+        eval_modes=modes | {redactor(mode, _MAX_SHOWN_FIELD) for mode in unknown},
+        log_id=task.log_id,  # redacted where it was read (`_transport.log_id_of`)
+        undecided_reason=(
+            None if task.undecided_reason is None else redactor(task.undecided_reason)
+        ),
+    )
 
 
 def _parse_v1(body: Mapping[str, Any], task_id: TaskId, log_id: str | None) -> EvalTask:
@@ -199,7 +227,9 @@ def stop_generation(route: str, action: str) -> Generation | None:
 
 def is_not_found(error: EvalctlError) -> bool:
     """Whether a server error says the task does not exist (see `_api`)."""
-    if not isinstance(error, ServerError):
+    # BCE answers an unknown access key with 401 "NotFound": that is about the
+    # credential, not the task.
+    if not isinstance(error, ServerError) or isinstance(error, AuthenticationError):
         return False
     if isinstance(error, HTTPStatusError):
         return error.http_status == _api.V2_NOT_FOUND_STATUS or (
@@ -235,12 +265,13 @@ def _id_mismatch(result: Mapping[str, Any], task_id: TaskId, keys: tuple[str, ..
         if isinstance(task_id, str) and key == "evaluationId":
             continue
         if value != task_id:
-            return f"the detail describes another task ({key} {str(value)[:40]!r})"
+            # Cut well past what a message shows, so a secret in it stays whole for redaction.
+            return f"the detail describes another task ({key} {str(value)[:400]!r})"
     return None
 
 
 def _text(value: object) -> str | None:
-    return value[:200] if isinstance(value, str) else None
+    return value if isinstance(value, str) else None  # bounded by `_shown`, after redaction
 
 
 def _app_secrets(node: object, depth: int = 0) -> list[str]:

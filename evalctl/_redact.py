@@ -17,7 +17,8 @@ MASK: Final = "***"
 #: Longest server-provided text kept in a message.
 MAX_SERVER_TEXT: Final = 300
 # A BCE v1 Authorization value: everything after the prefix up to a delimiter.
-_AUTH_RE: Final = re.compile(r"bce-auth-v1/[^\s'\",;}\]]*", re.IGNORECASE)
+# Not `;`: it separates the signed header names, and the signature follows them.
+_AUTH_RE: Final = re.compile(r"bce-auth-v1/[^\s'\",}\]]*", re.IGNORECASE)
 # Keys whose values are always secret, wherever they appear as key/value text.
 _SECRET_FIELD_RE: Final = re.compile(
     r"""(?P<key>(?<!\w)["']?(?:appAk|appSk|authorization|secret[_-]?key|access[_-]?key|sk|ak)["']?"""
@@ -37,6 +38,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._lock = threading.Lock()
         self._secrets: frozenset[str] = frozenset()
+        self._pattern: re.Pattern[str] | None = None
         self.add(*secrets)
 
     def add(self, *secrets: str | None) -> None:
@@ -45,6 +47,10 @@ class Redactor:
         if fresh - self._secrets:
             with self._lock:
                 self._secrets = self._secrets | fresh
+                # Longest first, so a secret that contains another is masked whole;
+                # any case, as server text may come back lower-cased (evalMode).
+                ordered = sorted(self._secrets, key=len, reverse=True)
+                self._pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
 
     def __call__(self, text: str, limit: int | None = MAX_SERVER_TEXT) -> str:
         """Return `text` with credentials masked, shortened to `limit` characters."""
@@ -53,10 +59,9 @@ class Redactor:
             # secret starting before `limit` is still whole and gets masked.
             longest = max((len(s) for s in self._secrets), default=0)
             text = text[: limit + max(longest, 256)]
-        # Longest first, so a secret that contains another is masked whole.
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, MASK)
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
         text = _AUTH_RE.sub("bce-auth-v1/" + MASK, text)
         text = _SECRET_FIELD_RE.sub(_mask_field, text)
         text = _printable(text)

@@ -10,6 +10,8 @@ evalctl does not call the SDK's `_request`: that path logs the request with
 its Authorization header at TRACE level and, on HTTP errors, builds and logs
 a message embedding every request header. Its async twin drops the body of
 non-200 answers, which is where v2 puts `requestId`, `code` and `message`.
+The signing itself (baidubce) logs the derived signing key and the
+Authorization value at DEBUG: a filter on that one logger masks them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import asyncio
 import copy
 import email.utils
 import json
+import logging
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,7 +51,10 @@ FailureKind = Literal["timeout", "connection", "http", "envelope", "not_json", "
 _AUTH_STATUSES: Final = frozenset({401, 403})
 _LOG_ID_KEYS: Final = ("log_id", "requestId", "request_id")
 _LOG_ID_HEADERS: Final = ("X-Bce-Request-Id",)
+_MAX_LOG_ID: Final = 128
 _REQUEST_SOURCE: Final = f"qianfan_py_sdk_v{QIANFAN_VERSION}"
+_SIGNER_LOGGER: Final = "baidubce.auth.bce_v1_signer"
+_SIGN_KEY_RE: Final = re.compile(r"(sign_key=\[)[^\]]*")
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,32 @@ class ConsoleRequestor(ConsoleAPIRequestor):
         # The SDK's version logs the server's message at ERROR before raising;
         # evalctl reads envelopes itself (`interpret`), so this is never reached.
         raise NotImplementedError  # pragma: no cover
+
+
+class SignerLogMask(logging.Filter):
+    """Masks the signing key and Authorization value in baidubce's signing debug lines.
+
+    They reach any handler of an application that logs at DEBUG (e.g.
+    ``logging.basicConfig(level=logging.DEBUG)``); nothing else is changed.
+    """
+
+    _redact: Final = Redactor()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self._redact(_SIGN_KEY_RE.sub(r"\g<1>" + MASK, message), limit=None)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def _mask_signer_logs() -> None:
+    logger = logging.getLogger(_SIGNER_LOGGER)
+    if not any(isinstance(existing, SignerLogMask) for existing in logger.filters):
+        logger.addFilter(SignerLogMask())
+
+
+_mask_signer_logs()
 
 
 def build_request(
@@ -186,7 +219,7 @@ def interpret(
     """Read one HTTP answer: the JSON object of a 2xx, or `AttemptFailed`."""
     parsed, parse_problem = _parse_json(content)
     body = parsed if isinstance(parsed, dict) else None
-    log_id = _log_id(body, headers)
+    log_id = _log_id(body, headers, redactor)
     if not 200 <= status < 300:
         code, message = _error_fields(body, redactor)
         if not message:
@@ -228,9 +261,9 @@ def interpret(
     return body
 
 
-def log_id_of(body: object) -> str | None:
-    """The server's request id in a body: v1 `log_id`, v2 `requestId`."""
-    return _log_id(body if isinstance(body, dict) else None, {})
+def log_id_of(body: object, redactor: Redactor) -> str | None:
+    """The server's request id in a body: v1 `log_id`, v2 `requestId` (redacted)."""
+    return _log_id(body if isinstance(body, dict) else None, {}, redactor)
 
 
 def _parse_json(content: bytes) -> tuple[object, str | None]:
@@ -252,18 +285,21 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "a number")
 
 
-def _log_id(body: Mapping[str, Any] | None, headers: Mapping[str, str]) -> str | None:
+def _log_id(
+    body: Mapping[str, Any] | None, headers: Mapping[str, str], redactor: Redactor
+) -> str | None:
+    # Server-provided like any message: a gateway may echo the request into it.
     if body is not None:
         for key in _LOG_ID_KEYS:
             value = body.get(key)
             if isinstance(value, str) and value:
-                return value[:128]
+                return redactor(value, _MAX_LOG_ID)
             if isinstance(value, int) and not isinstance(value, bool):
-                return str(value)
+                return redactor(str(value), _MAX_LOG_ID)
     for header in _LOG_ID_HEADERS:
         value = headers.get(header)
         if value:
-            return value[:128]
+            return redactor(value, _MAX_LOG_ID)
     return None
 
 

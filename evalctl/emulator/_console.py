@@ -6,8 +6,9 @@ The order is the cloud's gateway order and it is part of the contract:
    ``signature_valid=False``, never change state and never consume a fault;
 2. unknown route (404) or method (405) — no fault consumed either;
 3. the QPS limit — over it, error code 18 without applying;
-4. an injected fault (FIFO among those whose `route` matches), else a random
-   one with probability `fault_rate`;
+4. a raw answer queued by the `serve_raw` test hook, else an injected fault
+   (FIFO among those whose `route` matches), else a random one with
+   probability `fault_rate`;
 5. the operation itself (unless the fault forbids it, see `_faults`).
 
 `latency_s` is added to every answer, the `slow` delay on top of it.
@@ -19,7 +20,7 @@ import collections
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl
@@ -28,7 +29,15 @@ from evalctl import _api
 from evalctl.emulator import _replies
 from evalctl.emulator._auth import Verifier
 from evalctl.emulator._defaults import QPS_WINDOW_S
-from evalctl.emulator._faults import CODE_FAULTS, HTTP_FAULTS, Fault, FaultHit, FaultPlan
+from evalctl.emulator._faults import (
+    CODE_FAULTS,
+    HTTP_FAULTS,
+    Fault,
+    FaultHit,
+    FaultPlan,
+    narrowing_matches,
+    validate_narrowing,
+)
 from evalctl.emulator._records import RecordedRequest, RequestLog, task_ref_of
 from evalctl.emulator._replies import IdSource, Reply
 from evalctl.emulator._routes import Call, Routes, classify
@@ -36,7 +45,23 @@ from evalctl.emulator._routes import Call, Routes, classify
 _logger = logging.getLogger("evalctl.emulator")
 
 QPS_LIMIT_FAULT: Final = "qps_limit"  # the `fault` of a request the QPS limit refused
+RAW_FAULT: Final = "raw"  # the `fault` of a request answered by `serve_raw`
 _QPS_MESSAGE: Final = "QPS limit reached"
+
+#: A raw answer's body: bytes, or made from the request's headers (names lower-cased).
+RawBody = bytes | Callable[[Mapping[str, str]], bytes]
+
+
+@dataclass
+class _RawAnswer:
+    """Test hook (`Emulator.serve_raw`): exact bytes for the next matching requests."""
+
+    route: str | None
+    remaining: int
+    status: int
+    body: RawBody
+    content_type: str
+    headers: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -119,6 +144,8 @@ class Console:
         self._ids = ids
         self._qps = QpsWindow(qps_limit)
         self.latency_s = latency_s
+        self._raw_lock = threading.Lock()
+        self._raw: list[_RawAnswer] = []
 
     @property
     def latency_s(self) -> float:
@@ -134,6 +161,43 @@ class Console:
     def set_qps_limit(self, limit: float | None) -> None:
         """Change the QPS limit; None lifts it."""
         self._qps.set_limit(limit)
+
+    def serve_raw(
+        self,
+        body: RawBody,
+        *,
+        status: int,
+        content_type: str,
+        headers: tuple[tuple[str, str], ...],
+        route: str | None,
+        times: int,
+    ) -> None:
+        """Queue a raw answer (validated here, so misuse fails at the call)."""
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError(f"status must be an HTTP status (100..599), not {status!r}")
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError(f"times must be a positive integer, not {times!r}")
+        if not isinstance(body, bytes) and not callable(body):
+            raise ValueError("body must be bytes or a callable returning bytes")
+        if route is not None:
+            validate_narrowing(route)
+        with self._raw_lock:
+            self._raw.append(_RawAnswer(route, times, status, body, content_type, headers))
+
+    def clear_raw(self) -> None:
+        """Drop every queued raw answer."""
+        with self._raw_lock:
+            self._raw.clear()
+
+    def _take_raw(self, path: str, action: str) -> _RawAnswer | None:
+        with self._raw_lock:
+            for index, pending in enumerate(self._raw):
+                if narrowing_matches(pending.route, path, action):
+                    pending.remaining -= 1
+                    if pending.remaining == 0:
+                        del self._raw[index]
+                    return pending
+        return None
 
     def handle(self, incoming: Incoming) -> Outgoing:
         """Answer one request and record it."""
@@ -168,6 +232,12 @@ class Console:
                     call.api, self._ids, _api.CODE_QPS_LIMIT, _QPS_MESSAGE
                 )
                 fault = QPS_LIMIT_FAULT
+            elif (raw := self._take_raw(path, action)) is not None:
+                data = raw.body if isinstance(raw.body, bytes) else raw.body(incoming.headers)
+                reply = Reply(
+                    raw.status, raw=data, content_type=raw.content_type, headers=raw.headers
+                )
+                fault = RAW_FAULT
             else:
                 hit = self._faults.take(path, action)
                 fault = None if hit is None else hit.kind.value

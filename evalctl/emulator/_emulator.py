@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from evalctl import _api
 from evalctl.emulator._auth import Verifier
-from evalctl.emulator._console import Console
+from evalctl.emulator._console import Console, RawBody
 from evalctl.emulator._defaults import (
     DEFAULT_AK,
     DEFAULT_APP_AK,
@@ -239,6 +239,7 @@ class Emulator:
         """Forget tasks, injected faults and records (settings stay)."""
         self._store.clear()
         self._faults.clear()
+        self._console.clear_raw()
         self._log.clear()
 
     # -- faults and limits -------------------------------------------------
@@ -273,6 +274,51 @@ class Emulator:
             ValueError: unknown fault or route, or `times` < 1.
         """
         self._faults.inject(fault, times, route, str(retry_after), delay_s)
+
+    def serve_raw(
+        self,
+        body: RawBody,
+        *,
+        status: int = 200,
+        content_type: str = "application/json",
+        headers: Iterable[tuple[str, str]] = (),
+        route: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Test hook: answer the next `times` matching requests with exactly these bytes.
+
+        Not one of the contract's fault kinds (`Fault` keeps those): it lets
+        hostile-server tests send what no fault does — a top-level JSON array,
+        NaN, non-UTF-8 bytes, deep nesting — or echo the request's headers back
+        (pass a callable: it gets the headers, names lower-cased, and returns
+        the body). The request is recorded with ``fault="raw"``, never applied,
+        and takes precedence over injected faults; `reset` forgets queued answers.
+
+        Args:
+            body: the bytes to send, or a callable making them from the request headers.
+            status: the HTTP status.
+            content_type: the ``Content-Type`` header.
+            headers: more response headers.
+            route: narrows it, as for `inject`.
+            times: how many requests get it.
+
+        Raises:
+            ValueError: bad status, route or `times`.
+        """
+        self._console.serve_raw(
+            body,
+            status=status,
+            content_type=content_type,
+            headers=tuple(headers),
+            route=route,
+            times=times,
+        )
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections accepted since start (a client reusing its connection opens few)."""
+        server = self._server
+        return server.connections_opened if server is not None else 0
 
     @property
     def faults_pending(self) -> int:
