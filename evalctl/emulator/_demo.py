@@ -78,40 +78,49 @@ def run_foreground(
     """
     out = sys.stdout if out is None else out
     stop = threading.Event() if stop is None else stop
-    restore_sigterm = _on_sigterm(stop)
+    restore_sigterm = _on_sigterm()
     try:
-        with Emulator(ak, sk, host=host, port=port) as emulator:
-            out.write(f"Qianfan console emulator listening on {emulator.base_url}\n")
-            if demo:
-                seed_demo(emulator)
-                out.write("Demo tasks:\n")
-                for task in DEMO_TASKS:
-                    out.write(
-                        f"  {task.role:<8} {task.task_id:<16} {task.eval_mode:<12} {task.state}\n"
-                    )
-            out.write("Point qianfan / evalctl at it:\n")
-            for name, value in sdk_environment(emulator).items():
-                out.write(f"  export {name}={shlex.quote(value)}\n")
-            out.write("Press Ctrl-C to stop.\n")
-            out.flush()
-            try:
-                while not stop.wait(FOREGROUND_WAKE_S):
-                    pass
-            except KeyboardInterrupt:
-                pass
-        out.write("Emulator stopped.\n")
-        out.flush()
+        _serve(host, port, demo, ak, sk, out, stop)
+    except KeyboardInterrupt:  # SIGTERM or Ctrl-C before the serving loop began
+        pass
     finally:
         restore_sigterm()
+    out.write("Emulator stopped.\n")
+    out.flush()
 
 
-def _on_sigterm(stop: threading.Event) -> Callable[[], None]:
-    """Let SIGTERM set `stop` (possible in the main thread only); returns the undo."""
+def _serve(
+    host: str, port: int, demo: bool, ak: str, sk: str, out: TextIO, stop: threading.Event
+) -> None:
+    """The body of `run_foreground`: start, announce, serve until told to stop."""
+    with Emulator(ak, sk, host=host, port=port) as emulator:
+        out.write(f"Qianfan console emulator listening on {emulator.base_url}\n")
+        if demo:
+            seed_demo(emulator)
+            out.write("Demo tasks:\n")
+            for task in DEMO_TASKS:
+                out.write(
+                    f"  {task.role:<8} {task.task_id:<16} {task.eval_mode:<12} {task.state}\n"
+                )
+        out.write("Point qianfan / evalctl at it:\n")
+        for name, value in sdk_environment(emulator).items():
+            out.write(f"  export {name}={shlex.quote(value)}\n")
+        out.write("Press Ctrl-C to stop.\n")
+        out.flush()
+        while not stop.wait(FOREGROUND_WAKE_S):
+            pass
+
+
+def _on_sigterm() -> Callable[[], None]:
+    """Let SIGTERM stop serving as Ctrl-C does (main thread only); returns the undo."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        # Raise rather than `stop.set()`: the handler runs in the main thread,
+        # possibly while `stop.wait()` holds the event's lock, and setting the
+        # event from here would then deadlock on that same lock.
+        raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
 

@@ -79,4 +79,6 @@ def test_a_batch_above_the_server_limit_slows_down_to_it() -> None:
     end = received[-1].time
     last_two_seconds = [r for r in received if r.time > end - 2.0]
     assert len(last_two_seconds) <= 2 * limit * 1.2
-    assert len([r for r in last_two_seconds if r.fault]) <= 0.25 * len(last_two_seconds)
+    # Settled: a client that had not slowed down would see two in three refused
+    # here too; a third leaves room for a scheduler hiccup on a busy machine.
+    assert len([r for r in last_two_seconds if r.fault]) <= len(last_two_seconds) / 3
