@@ -85,7 +85,8 @@ def configure_logging(mode: LoggingMode) -> None:
     """Configure structlog as a production user of the library would.
 
     "production" drops info events at the filtering wrapper, before any
-    processor runs (the cheap path); "rendered" renders every INFO event as
+    processor runs (the cheap path), and renders warnings into a null sink;
+    "rendered" renders every INFO event as
     a JSON line into a null sink, so the cost of formatting logs shows.
     `cache_logger_on_first_use` stays off so the mode can change between
     phases of one benchmark (evalctl's module-level logger is a lazy proxy).
@@ -93,8 +94,16 @@ def configure_logging(mode: LoggingMode) -> None:
     import structlog
 
     if mode == "production":
+        # Warnings (retries) are still rendered, into the null sink: their cost
+        # counts, but they do not bury the figures.
         structlog.configure(
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.JSONRenderer(),
+            ],
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            logger_factory=structlog.WriteLoggerFactory(file=_NullSink()),
             cache_logger_on_first_use=False,
         )
     else:
