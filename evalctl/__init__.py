@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
+    from evalctl._batch import BatchProgress, BatchResult, TaskReport, cancel_eval_tasks
     from evalctl._config import RetryPolicy
     from evalctl._errors import (
         APICallError,
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
 # public name → the private module that defines it.
 _EXPORTS: Final = {
     "RetryPolicy": "evalctl._config",
+    **dict.fromkeys(
+        ("BatchProgress", "BatchResult", "TaskReport", "cancel_eval_tasks"), "evalctl._batch"
+    ),
     **dict.fromkeys(
         (
             "APICallError",
@@ -120,6 +124,8 @@ def _version() -> str:
 __all__ = [
     "APICallError",
     "AuthenticationError",
+    "BatchProgress",
+    "BatchResult",
     "CancelRejectedError",
     "CancelResult",
     "ConfigurationError",
@@ -135,6 +141,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "TaskNotFoundError",
+    "TaskReport",
     "TransportError",
     "WaitTimeoutError",
     "__version__",
@@ -143,5 +150,6 @@ __all__ = [
     "adescribe_eval_task",
     "call_action",
     "cancel_eval_task",
+    "cancel_eval_tasks",
     "describe_eval_task",
 ]
