@@ -93,30 +93,19 @@ def configure_logging(mode: LoggingMode) -> None:
     """
     import structlog
 
-    if mode == "production":
-        # Warnings (retries) are still rendered, into the null sink: their cost
-        # counts, but they do not bury the figures.
-        structlog.configure(
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.processors.JSONRenderer(),
-            ],
-            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-            logger_factory=structlog.WriteLoggerFactory(file=_NullSink()),
-            cache_logger_on_first_use=False,
-        )
-    else:
-        structlog.configure(
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.processors.JSONRenderer(),
-            ],
-            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-            logger_factory=structlog.WriteLoggerFactory(file=_NullSink()),
-            cache_logger_on_first_use=False,
-        )
+    # Both modes render what passes the level filter into a null sink, so the
+    # rendering cost counts but the output does not bury the figures.
+    level = logging.WARNING if mode == "production" else logging.INFO
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=_NullSink()),
+        cache_logger_on_first_use=False,
+    )
 
 
 class _NullSink(io.StringIO):
