@@ -516,6 +516,7 @@ class _Batch:
                 # One requestor per worker thread: its connections are kept alive
                 # from one task to the next instead of reopened for every request.
                 requestor=getattr(self._local, "requestor", None),
+                id_checked=True,  # by `_admit` or `read_strictly`
                 **self._options,
             )
             self._local.requestor = session.requestor

@@ -704,7 +704,7 @@ def _show_warnings_as_lines() -> None:
     """Warnings (the deprecated integer id) as one ``evalctl: warning:`` line each, once."""
     # "always" here, de-duplicated in _show_warning: the C implementation of
     # "once" keys its registry per module, and the same warning may be raised
-    # from several (the batch validates ids as it reads them, then again per task).
+    # from several (the batch's reader, `status`, the library).
     warnings.filterwarnings("always", category=DeprecationWarning, module=r"evalctl(\.|$)")
     warnings.filterwarnings(
         "always", message=r"integer evaluation ids", category=DeprecationWarning

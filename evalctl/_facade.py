@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from qianfan import get_config
@@ -248,9 +248,16 @@ def prepare_cancel(
     limiter: RateLimiter | None = None,
     budget: RetryBudget | None = None,
     requestor: ConsoleRequestor | None = None,
+    id_checked: bool = False,
 ) -> tuple[Operation[CancelResult], Session]:
-    """Check every argument and build the cancel operation (used by the batch too)."""
-    gen, checked_id = _checked(task_id, api)
+    """Check every argument and build the cancel operation (used by the batch too).
+
+    `id_checked`: the caller already ran `validate_task_id` on `task_id` for
+    this `api` (the batch does, as it reads ids), so it is not checked, nor
+    its deprecation warned about, a second time.
+    """
+    gen = generation(api)
+    checked_id = cast(TaskId, task_id) if id_checked else validate_task_id(task_id, gen.name)
     timeout = _operations.check_wait_timeout(wait_timeout)
     session = new_session(
         _policy(retry), ak, sk, {}, limiter=limiter, budget=budget, requestor=requestor

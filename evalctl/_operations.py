@@ -8,7 +8,6 @@ themselves, so the sync and async APIs run the very same code.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -38,8 +37,6 @@ from evalctl._precheck import Verdict, decide
 from evalctl._retry import backoff, is_transient
 from evalctl._runner import AmbiguousFailure, Call, Operation, Pause, Session
 from evalctl._transport import Failure, log_id_of
-
-_rng = random.Random()
 
 
 def describe(generation: Generation, task_id: TaskId, session: Session) -> Operation[EvalTask]:
@@ -208,7 +205,7 @@ def _before_resend(ambiguous: AmbiguousFailure, spent: int, session: Session) ->
         raise RetryExhaustedError(spent, ambiguous.error, session.log_ids) from ambiguous.error
     if session.budget is not None and not session.budget.withdraw(ambiguous.failure):
         raise RetryExhaustedError(spent, ambiguous.error, session.log_ids, why="budget")
-    wait = backoff(policy, spent, None, _rng)
+    wait = backoff(policy, spent, None)
     if session.clock.monotonic() + wait >= session.deadline:
         raise RetryExhaustedError(spent, ambiguous.error, session.log_ids, why="deadline")
     yield Pause(wait)

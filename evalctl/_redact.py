@@ -39,6 +39,7 @@ class Redactor:
         self._lock = threading.Lock()
         self._secrets: frozenset[str] = frozenset()
         self._pattern: re.Pattern[str] | None = None
+        self._longest = 0
         self.add(*secrets)
 
     def add(self, *secrets: str | None) -> None:
@@ -51,14 +52,14 @@ class Redactor:
                 # any case, as server text may come back lower-cased (evalMode).
                 ordered = sorted(self._secrets, key=len, reverse=True)
                 self._pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
+                self._longest = len(ordered[0])
 
     def __call__(self, text: str, limit: int | None = MAX_SERVER_TEXT) -> str:
         """Return `text` with credentials masked, shortened to `limit` characters."""
         if limit is not None:
             # Cut early so a huge body costs nothing, but late enough that any
             # secret starting before `limit` is still whole and gets masked.
-            longest = max((len(s) for s in self._secrets), default=0)
-            text = text[: limit + max(longest, 256)]
+            text = text[: limit + max(self._longest, 256)]
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(MASK, text)

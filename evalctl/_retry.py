@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from tenacity import RetryCallState
 from tenacity.stop import stop_base
@@ -41,8 +41,16 @@ def is_throttle(failure: Failure) -> bool:
     return failure.kind == "envelope" and failure.error_code in THROTTLE_ERROR_CODES
 
 
+# One generator for every wait: a single `uniform()` call is atomic under the
+# GIL, so threads can share it.
+_JITTER: Final = random.Random()
+
+
 def backoff(
-    policy: RetryPolicy, retry_number: int, retry_after: float | None, rng: random.Random
+    policy: RetryPolicy,
+    retry_number: int,
+    retry_after: float | None,
+    rng: random.Random = _JITTER,
 ) -> float:
     """Seconds to wait before retry number `retry_number` (1-based).
 
@@ -78,16 +86,15 @@ class GiveUp:
 class Wait(wait_base):
     """Tenacity wait strategy applying `backoff` to the failure just seen."""
 
-    def __init__(self, policy: RetryPolicy, attempt_offset: int, rng: random.Random) -> None:
+    def __init__(self, policy: RetryPolicy, attempt_offset: int) -> None:
         self._policy = policy
         self._offset = attempt_offset
-        self._rng = rng
 
     def __call__(self, retry_state: RetryCallState) -> float:
         failure = _failure_of(retry_state)
         retry_after = failure.retry_after if failure else None
         return backoff(
-            self._policy, retry_state.attempt_number + self._offset, retry_after, self._rng
+            self._policy, retry_state.attempt_number + self._offset, retry_after
         )
 
 

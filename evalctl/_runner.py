@@ -9,8 +9,6 @@ so the sync and async APIs cannot drift apart.
 from __future__ import annotations
 
 import asyncio
-import random
-import threading
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
@@ -36,8 +34,6 @@ from evalctl._transport import (
 
 T = TypeVar("T")
 
-_rng = random.Random()
-_rng_lock = threading.Lock()
 
 
 class RateLimiter(Protocol):
@@ -260,8 +256,6 @@ def _retry_settings(state: _CallState, session: Session) -> dict[str, Any]:
     """Tenacity settings shared by `Retrying` and `AsyncRetrying`."""
     policy = session.policy
     call = state.call
-    with _rng_lock:
-        rng = random.Random(_rng.random())
 
     def before_sleep(retry_state: RetryCallState) -> None:
         outcome = retry_state.outcome
@@ -282,7 +276,7 @@ def _retry_settings(state: _CallState, session: Session) -> dict[str, Any]:
 
     return {
         "retry": retry_predicate(policy, call.surface_ambiguous),
-        "wait": Wait(policy, call.attempt_offset, rng),
+        "wait": Wait(policy, call.attempt_offset),
         "stop": Stop(
             policy,
             call.attempt_offset,

@@ -30,7 +30,6 @@ from typing import Any, Final, Literal
 
 import aiohttp
 import requests
-from qianfan import get_config
 from qianfan.resources.console.utils import _get_console_v2_query
 from qianfan.resources.requestor.console_requestor import ConsoleAPIRequestor
 from qianfan.resources.typing import QfRequest, QfResponse, RetryConfig
@@ -426,7 +425,3 @@ def _add_statistics(
     reply.statistic["start_timestamp"] = started_ms
     reply.statistic["avg_output_tokens_per_second"] = 0.0
 
-
-def console_base_url() -> str:
-    """The console base URL the SDK will use (qianfan's live config)."""
-    return str(get_config().CONSOLE_API_BASE_URL)

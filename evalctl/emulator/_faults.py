@@ -95,11 +95,6 @@ _V1_ROUTES: Final = frozenset({_api.V1_DETAIL_ROUTE, _api.V1_CANCEL_ROUTE, _api.
 _ACTION_QUERY: Final = "?Action="
 
 
-def known_route(path: str) -> bool:
-    """Whether `path` is a console route the emulator serves."""
-    return path in _V1_ROUTES or path == _api.V2_ROUTE
-
-
 def validate_narrowing(route: str) -> None:
     """Reject a `route=` narrowing that can never match, so typos fail loudly.
 

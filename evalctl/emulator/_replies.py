@@ -58,11 +58,6 @@ class IdSource:
         return str(uuid.uuid4())
 
 
-def api_of(path: str) -> Api:
-    """Which generation's envelope a route speaks."""
-    return "v2" if path == _api.V2_ROUTE else "v1"
-
-
 def ok(api: Api, ids: IdSource, result: object) -> Reply:
     """A successful answer in `api`'s envelope."""
     if api == "v1":
