@@ -12,6 +12,8 @@ The tree::
           ├── RetryExhaustedError             exit 5  transient failures outlasted the policy
           ├── CancelRejectedError             exit 6  the stop route refused
           ├── PrecheckError                   exit 7  the detail could not be understood
+          ├── StopUnconfirmedError            exit 8  a stop may have been sent; could not verify
+          ├── UnsafeRequestError              exit 2  a stop without a clearance, refused unsent
           ├── WaitTimeoutError                exit 1  stop accepted, not Stopped in time
           ├── TransportError                  exit 1  timeout or lost connection
           ├── ServerError                     exit 1  a non-transient server error
@@ -46,6 +48,7 @@ EXIT_NOT_FOUND = 4
 EXIT_RETRY_EXHAUSTED = 5
 EXIT_REJECTED = 6
 EXIT_PRECHECK = 7
+EXIT_STOP_UNCONFIRMED = 8
 EXIT_INTERRUPTED = 130
 
 
@@ -139,6 +142,45 @@ class PrecheckError(EvalctlError):
         self.task_id = task_id
         self.reason = reason
         self.log_id = log_id
+
+
+class StopUnconfirmedError(EvalctlError):
+    """A stop went out ambiguously (timeout, reset) and could not be verified.
+
+    A stop *may* have been sent: the task may be Stopping. `--resume` verifies it again.
+    """
+
+    exit_code = EXIT_STOP_UNCONFIRMED
+    kind = "stop_unconfirmed"
+
+    def __init__(
+        self, task_id: str, reason: str, log_ids: Iterable[str] = ()
+    ) -> None:
+        super().__init__(
+            f"a stop for {task_id} may have been sent but could not be confirmed: {reason}"
+        )
+        self.task_id = task_id
+        self.reason = reason
+        self.log_ids = tuple(log_ids)
+        self.log_id = self.log_ids[-1] if self.log_ids else None
+
+
+class UnsafeRequestError(EvalctlError):
+    """A request classified as an evaluation stop had no clearance: refused, nothing sent.
+
+    Raised at the send boundary for a stop that the pre-check did not clear
+    for exactly that task, a stop body with keys other than the documented
+    id field, or a route whose spelling cannot be classified with certainty.
+    """
+
+    exit_code = EXIT_USAGE
+    kind = "unsafe_request"
+
+    def __init__(self, reason: str, task_id: str | None = None) -> None:
+        subject = f"stop of {task_id}" if task_id else "request"
+        super().__init__(f"refusing to send {subject}: {reason}")
+        self.task_id = task_id
+        self.reason = reason
 
 
 class TaskNotFoundError(EvalctlError):
