@@ -41,7 +41,7 @@ class Credentials:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:  # never pickled with the values
+    def __reduce__(self) -> str:  # never pickled with the values
         raise TypeError("Credentials cannot be pickled")
 
 
