@@ -12,23 +12,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from evalctl._errors import UnsafeRequestError
 from evalctl._generations import Generation, stop_generation
 from evalctl._ids import TaskId
 
 
-def classify(route: str, action: str) -> Generation | None:
-    """The generation whose stop `route` (+ `action`) is, or None for any other request.
+def classify(url: str) -> Generation | None:
+    """The generation whose stop `url` is, or None for any other request.
 
     Args:
-        route: The path (and query) as it will go on the wire.
-        action: The `Action` query value evalctl adds ("" for v1 routes).
+        url: The absolute URL exactly as the HTTP client will send it
+            (scheme, host, path and query — v2's `Action=` included).
 
     Raises:
         UnsafeRequestError: the spelling cannot be classified with certainty.
     """
-    return stop_generation(route, action)
+    parts = urlsplit(url)
+    route = parts.path + (f"?{parts.query}" if parts.query else "")
+    return stop_generation(route, "")
 
 
 def check_stop_body(generation: Generation, body: Mapping[str, Any]) -> TaskId:
