@@ -10,6 +10,7 @@ A spelling that cannot be classified with certainty is refused (fail closed).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,3 +49,54 @@ def check_stop_body(generation: Generation, body: Mapping[str, Any]) -> TaskId:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise UnsafeRequestError(f"the stop body's {generation.id_field!r} is not one task id")
     return value
+
+
+class Clearance:
+    """Permission, issued after a pre-check allowed it, to send one stop for one task.
+
+    Single use: `guard` consumes it, so a resend needs a fresh pre-check and
+    a fresh clearance.
+    """
+
+    __slots__ = ("_lock", "_used", "generation", "task_id")
+
+    def __init__(self, generation: Generation, task_id: TaskId) -> None:
+        self.generation = generation
+        self.task_id = task_id
+        self._used = False
+        self._lock = threading.Lock()
+
+    def _consume(self) -> None:
+        with self._lock:
+            if self._used:
+                raise UnsafeRequestError("its clearance was already used", str(self.task_id))
+            self._used = True
+
+    def __repr__(self) -> str:
+        return f"Clearance({self.generation.name}, {self.task_id!r}, used={self._used})"
+
+
+def guard(url: str, body: Mapping[str, Any], clearance: Clearance | None) -> dict[str, Any]:
+    """The body to send for a request to `url`: the choke point every request passes.
+
+    Not a stop: a shallow copy of `body`. A stop: only with an unused
+    `clearance` for the same generation and task, and then a fresh body built
+    from the cleared id (never the caller's object).
+
+    Raises:
+        UnsafeRequestError: a stop without a matching clearance, a stop body
+            that is not exactly one id, or a URL that cannot be classified.
+    """
+    generation = classify(url)
+    if generation is None:
+        return dict(body)
+    task_id = check_stop_body(generation, body)
+    if clearance is None:
+        raise UnsafeRequestError("no pre-check cleared it", str(task_id))
+    if clearance.generation is not generation or clearance.task_id != task_id:
+        raise UnsafeRequestError(
+            f"the pre-check cleared {clearance.task_id!r} on {clearance.generation.name}",
+            str(task_id),
+        )
+    clearance._consume()
+    return generation.body(clearance.task_id)
