@@ -26,11 +26,11 @@ from evalctl._transport import (
     AttemptFailed,
     ConsoleRequestor,
     Failure,
-    asend,
     build_request,
     log_id_of,
-    send,
 )
+from evalctl._transport import legacy_asend as asend
+from evalctl._transport import legacy_send as send
 
 T = TypeVar("T")
 

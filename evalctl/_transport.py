@@ -1,17 +1,75 @@
-"""The one boundary between evalctl and the SDK, `requests` and `aiohttp`.
+"""The one boundary between evalctl and the network: sign, guard, send, read.
 
-A request is built and signed by the qianfan SDK (`ConsoleAPIRequestor._sign`,
-i.e. the SDK's own BCE v1 signing and base-URL handling) and sent through the
-SDK's HTTP client settings (TLS verification, proxy). What comes back is read
-here and nowhere else: a 2xx JSON object becomes a `QfResponse`; anything
-else becomes a `Failure` raised inside `AttemptFailed`.
+Public surface (what the rest of evalctl codes against)::
 
-evalctl does not call the SDK's `_request`: that path logs the request with
-its Authorization header at TRACE level and, on HTTP errors, builds and logs
-a message embedding every request header. Its async twin drops the body of
-non-200 answers, which is where v2 puts `requestId`, `code` and `message`.
-The signing itself (baidubce) logs the derived signing key and the
-Authorization value at DEBUG: a filter on that one logger masks them.
+    MAX_BODY_BYTES: Final[int]            # 8 MiB: a larger answer is refused
+
+    class Wire:                           # connection pools + nothing else
+        def __init__(self) -> None
+        @classmethod
+        def shared(cls) -> Wire           # one per process (drop-in), closed at exit
+        def close(self) -> None           # the requests pool (and any aiohttp pool)
+        async def aclose(self) -> None    # the aiohttp pool of the running loop + close()
+
+    @dataclass(frozen=True, eq=False)
+    class Reply:
+        status: int
+        headers: Mapping[str, str]        # response headers
+        body: dict[str, Any]              # the parsed 2xx JSON object
+        duplicate_keys: bool              # any object in the body repeated a key
+        log_id: str | None                # parsed once, redacted
+        url: str                          # the absolute URL as sent
+        sent_body: dict[str, Any]         # the body as sent (what `guard` returned)
+        request_headers: Mapping[str, str]  # as sent, Authorization masked
+        request_latency: float            # seconds on the wire
+        total_latency: float              # seconds in `send`
+        start_timestamp: int              # ms since the epoch
+        def to_qf_response(self) -> QfResponse   # the drop-in's answer, as the SDK's
+
+    def send(wire, route, action, body, credentials, clearance, timeout, redactor,
+             *, host=None) -> Reply
+    async def asend(wire, route, action, body, credentials, clearance, timeout,
+                    redactor, *, host=None) -> Reply
+        wire: Wire; route: str ("/api/v1/..." or "/v2/..."); action: str ("" for
+        v1: the SDK sends `?Action=` then too); body: Mapping[str, Any];
+        credentials: evalctl._credentials.Credentials; clearance:
+        evalctl._stopguard.Clearance | None; timeout: float (TOTAL wall time of
+        the attempt: connect + send + headers + body); redactor: Redactor;
+        host: the SDK's `host=` override (scheme://host[:port]) or None.
+        Raises AttemptFailed(Failure) for anything the retry loop judges
+        (timeouts, connection failures, HTTP >= 300, 2xx error envelopes,
+        non-JSON, oversized or malformed answers), UnsafeRequestError from the
+        stop guard (nothing sent), and EvalctlError (ConfigurationError /
+        TransportError) for anything else raised while building, signing or
+        sending — never a foreign exception, never one chained to a secret.
+
+    Failure, AttemptFailed, interpret(status, headers, content, redactor),
+    log_id_of(body, redactor), SignerLogMask       # as before
+
+How a request is made (every request, sync and async):
+
+1. The endpoint, TLS verification and proxy come from qianfan's public
+   `get_config()` (`CONSOLE_API_BASE_URL`, `SSL_VERIFICATION_ENABLED`,
+   `PROXY`) at each send, the base URL's scheme/host replaced by `host=`.
+2. The HTTP client's own URL handling (requests' `PreparedRequest` / yarl's
+   `URL`) builds the absolute URL that will go on the wire; that very URL
+   is given to `_stopguard.guard(url, body, clearance)`, and the dict it
+   returns is serialised once to JSON bytes.
+3. Those bytes are signed with baidubce's public BCE v1 `sign` exactly as
+   the SDK's console requestor signs (headers Content-Type, Host,
+   request-source, x-bce-date; canonical URI = the path as sent; query as
+   sent, `Action=` included), then sent — the prepared request itself, on
+   evalctl's own pooled `requests.Session` / `aiohttp.ClientSession`.
+4. The answer is read with a total deadline and a size cap, parsed with
+   `_strictjson.loads` and judged by `interpret`.
+
+evalctl does not call the SDK's requestor at all: its `_request` logs the
+request with its Authorization header at TRACE level and, on HTTP errors,
+builds and logs a message embedding every request header; its async twin
+drops the body of non-200 answers, which is where v2 puts `requestId`,
+`code` and `message`. The signing itself (baidubce) logs the derived signing
+key and the Authorization value at DEBUG: a filter on that one logger masks
+them.
 """
 
 from __future__ import annotations
@@ -35,6 +93,7 @@ from qianfan.resources.requestor.console_requestor import ConsoleAPIRequestor
 from qianfan.resources.typing import QfRequest, QfResponse, RetryConfig
 from qianfan.version import VERSION as QIANFAN_VERSION
 
+from evalctl._credentials import Credentials
 from evalctl._errors import (
     APICallError,
     AuthenticationError,
@@ -44,6 +103,7 @@ from evalctl._errors import (
     TransportError,
 )
 from evalctl._redact import MASK, Redactor
+from evalctl._stopguard import Clearance
 
 FailureKind = Literal["timeout", "connection", "http", "envelope", "not_json", "malformed"]
 
@@ -101,6 +161,112 @@ class AttemptFailed(Exception):
         self.duration_ms = 0.0
 
 
+#: Largest response body evalctl reads, in bytes (after content decoding).
+#: A larger answer is refused as an invalid response without being read whole.
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+
+
+class Wire:
+    """evalctl's HTTP connections: a pooled `requests.Session` and, lazily, an
+    `aiohttp.ClientSession` per event loop.
+
+    `Wire.shared()` is the one the drop-in uses (one per process, closed at
+    interpreter exit); a batch makes one per worker and closes it. Holds no
+    credentials and no endpoint: both are given to each `send`.
+    """
+
+    def __init__(self) -> None:
+        raise NotImplementedError  # skeleton
+
+    @classmethod
+    def shared(cls) -> Wire:
+        """The process-wide wire (created on first use, closed at exit)."""
+        raise NotImplementedError  # skeleton
+
+    def close(self) -> None:
+        """Close the pooled connections (idempotent; the wire reopens on next use)."""
+        raise NotImplementedError  # skeleton
+
+    async def aclose(self) -> None:
+        """`close()`, and close the aiohttp session of the running loop."""
+        raise NotImplementedError  # skeleton
+
+
+@dataclass(frozen=True, eq=False)
+class Reply:
+    """One 2xx JSON answer, read once.
+
+    Attributes:
+        status: HTTP status (2xx).
+        headers: The response headers.
+        body: The parsed JSON object, as the server sent it.
+        duplicate_keys: Some object in the body repeated a key (a decision
+            taken on such a body must fail closed).
+        log_id: The server's request id (v1 `log_id`, v2 `requestId`, or the
+            `X-Bce-Request-Id` header), redacted; None when absent.
+        url: The absolute URL as sent.
+        sent_body: The body as sent (the dict `_stopguard.guard` returned).
+        request_headers: The request headers as sent, Authorization masked.
+        request_latency: Seconds from sending to the end of the body.
+        total_latency: Seconds spent in `send`.
+        start_timestamp: When `send` started, ms since the epoch.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: dict[str, Any]
+    duplicate_keys: bool
+    log_id: str | None
+    url: str
+    sent_body: dict[str, Any]
+    request_headers: Mapping[str, str]
+    request_latency: float
+    total_latency: float
+    start_timestamp: int
+
+    def to_qf_response(self) -> QfResponse:
+        """The drop-in's answer, shaped as the SDK's `QfResponse`.
+
+        `code`, `headers`, `body`, `statistic` (`request_latency`,
+        `total_latency`, `start_timestamp`, `avg_output_tokens_per_second`)
+        and `request` (method, URL and headers as sent with Authorization
+        masked, `json_body` the body sent).
+        """
+        raise NotImplementedError  # skeleton
+
+
+def send(
+    wire: Wire,
+    route: str,
+    action: str,
+    body: Mapping[str, Any],
+    credentials: Credentials,
+    clearance: Clearance | None,
+    timeout: float,
+    redactor: Redactor,
+    *,
+    host: str | None = None,
+) -> Reply:
+    """Send one request (sync): guard, sign, send, read. See the module docstring."""
+    raise NotImplementedError  # skeleton
+
+
+async def asend(
+    wire: Wire,
+    route: str,
+    action: str,
+    body: Mapping[str, Any],
+    credentials: Credentials,
+    clearance: Clearance | None,
+    timeout: float,
+    redactor: Redactor,
+    *,
+    host: str | None = None,
+) -> Reply:
+    """Send one request (async): guard, sign, send, read. See the module docstring."""
+    raise NotImplementedError  # skeleton
+
+
 class ConsoleRequestor(ConsoleAPIRequestor):
     """The SDK's console requestor, used for signing and HTTP settings only."""
 
@@ -154,7 +320,7 @@ def build_request(
     return request
 
 
-def send(requestor: ConsoleRequestor, request: QfRequest, redactor: Redactor) -> QfResponse:
+def legacy_send(requestor: ConsoleRequestor, request: QfRequest, redactor: Redactor) -> QfResponse:
     """Send one signed request with `requests`; return the response or raise `AttemptFailed`."""
     started = time.perf_counter()
     started_ms = int(time.time() * 1000)
@@ -176,7 +342,9 @@ def send(requestor: ConsoleRequestor, request: QfRequest, redactor: Redactor) ->
     return reply
 
 
-async def asend(requestor: ConsoleRequestor, request: QfRequest, redactor: Redactor) -> QfResponse:
+async def legacy_asend(
+    requestor: ConsoleRequestor, request: QfRequest, redactor: Redactor
+) -> QfResponse:
     """Send one signed request with `aiohttp`; return the response or raise `AttemptFailed`."""
     client = requestor._client
     started = time.perf_counter()
