@@ -51,6 +51,7 @@ from evalctl._journal import Journal, final_record, intent_record, read_journal
 from evalctl._limits import AdaptiveRateLimiter, RetryBudget, check_qps
 from evalctl._model import CancelResult
 from evalctl._runner import Call, Operation, Session, run
+from evalctl._transport import Wire
 
 DEFAULT_CONCURRENCY: Final = 4
 MAX_CONCURRENCY: Final = 256
@@ -486,6 +487,7 @@ class _Batch:
     # -- the workers -------------------------------------------------------------
 
     def _work(self) -> None:
+        self._local.wire = Wire()  # this worker's connection pool
         try:
             while not self._stop.is_set():
                 try:
@@ -504,6 +506,12 @@ class _Batch:
                 if self._fatal is None:
                     self._fatal = exc.error if isinstance(exc, _JournalFailed) else exc
             self._stop.set()
+        finally:
+            self._local.wire.close()
+
+    def _worker_wire(self) -> Wire:
+        wire: Wire = self._local.wire
+        return wire
 
     def _run(self, task_id: TaskId) -> None:
         key = str(task_id)
@@ -513,13 +521,12 @@ class _Batch:
                 task_id,
                 limiter=self._limiter,
                 budget=self._budget,
-                # One requestor per worker thread: its connections are kept alive
+                # One wire per worker thread: its connections are kept alive
                 # from one task to the next instead of reopened for every request.
-                requestor=getattr(self._local, "requestor", None),
+                wire=self._worker_wire(),
                 id_checked=True,  # by `_admit` or `read_strictly`
                 **self._options,
             )
-            self._local.requestor = session.requestor
             if self.journal is not None and not self._dry_run:
                 operation = _announcing_stops(operation, lambda: self._intent(key))
             report = TaskReport(key, result=run(operation, session))

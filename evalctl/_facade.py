@@ -13,14 +13,15 @@ from qianfan.resources.typing import QfResponse
 from evalctl import _operations
 from evalctl._api import ApiVersion
 from evalctl._config import RetryPolicy, get_clock
-from evalctl._errors import ConfigurationError, MissingCredentialsError
+from evalctl._credentials import resolve_credentials
+from evalctl._errors import ConfigurationError
 from evalctl._generations import Generation, generation
 from evalctl._ids import TaskId, validate_task_id
 from evalctl._model import CancelResult, EvalTask
 from evalctl._redact import Redactor
 from evalctl._retry import RetryBudget
 from evalctl._runner import Operation, RateLimiter, Session, arun, run
-from evalctl._transport import ConsoleRequestor
+from evalctl._transport import Wire
 
 #: The SDK's per-call retry keywords, translated onto a `RetryPolicy` so that
 #: the SDK itself always makes exactly one attempt.
@@ -247,7 +248,7 @@ def prepare_cancel(
     sk: str | None = None,
     limiter: RateLimiter | None = None,
     budget: RetryBudget | None = None,
-    requestor: ConsoleRequestor | None = None,
+    wire: Wire | None = None,
     id_checked: bool = False,
 ) -> tuple[Operation[CancelResult], Session]:
     """Check every argument and build the cancel operation (used by the batch too).
@@ -260,7 +261,7 @@ def prepare_cancel(
     checked_id = cast(TaskId, task_id) if id_checked else validate_task_id(task_id, gen.name)
     timeout = _operations.check_wait_timeout(wait_timeout)
     session = new_session(
-        _policy(retry), ak, sk, {}, limiter=limiter, budget=budget, requestor=requestor
+        _policy(retry), ak, sk, {}, limiter=limiter, budget=budget, wire=wire
     )
     operation = _operations.cancel(
         gen, checked_id, session, dry_run=bool(dry_run), wait=bool(wait), wait_timeout=timeout
@@ -297,34 +298,31 @@ def new_session(
     *,
     limiter: RateLimiter | None = None,
     budget: RetryBudget | None = None,
-    requestor: ConsoleRequestor | None = None,
+    wire: Wire | None = None,
 ) -> Session:
     """A `Session` with credentials resolved and the endpoint checked.
 
-    `requestor` lets a caller reuse one SDK requestor (and so its HTTP
-    connection pool) across operations of one thread; by default each
-    operation gets its own, as each SDK `call_action` does.
+    `wire` lets a caller use its own connection pool (a batch worker); by
+    default every operation shares the process-wide `Wire.shared()`.
+    `requestor_kwargs` are the SDK requestor's keyword arguments the drop-in
+    accepts: `host` (scheme://host[:port]) is honoured, the rest ignored.
     """
     config = get_config()
-    ak = ak or config.ACCESS_KEY
-    sk = sk or config.SECRET_KEY
-    if not isinstance(ak, str) or not isinstance(sk, str) or not ak.strip() or not sk.strip():
-        raise MissingCredentialsError()
+    credentials = resolve_credentials(ak, sk, config.ACCESS_KEY, config.SECRET_KEY)
     _check_endpoint(str(config.CONSOLE_API_BASE_URL))
     clock = get_clock()
+    host = requestor_kwargs.get("host")
     return Session(
         policy=policy,
         clock=clock,
-        ak=ak,
-        sk=sk,
-        # access_key/secret_key satisfy the SDK's credential check at construction.
-        requestor=requestor
-        or ConsoleRequestor(**{**requestor_kwargs, "access_key": ak, "secret_key": sk}),
-        redactor=Redactor([ak, sk]),
+        credentials=credentials,
+        wire=wire or Wire.shared(),
+        redactor=Redactor([credentials.access_key(), credentials.secret_key()]),
         deadline=clock.monotonic() + policy.deadline,
         attempt_timeout=policy.attempt_timeout,
         limiter=limiter,
         budget=budget,
+        host=host if isinstance(host, str) and host else None,
     )
 
 

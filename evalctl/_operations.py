@@ -36,6 +36,7 @@ from evalctl._model import CancelResult, EvalTask, Outcome
 from evalctl._precheck import Verdict, decide
 from evalctl._retry import backoff, is_transient
 from evalctl._runner import AmbiguousFailure, Call, Operation, Pause, Session
+from evalctl._stopguard import Clearance
 from evalctl._transport import Failure, log_id_of
 
 
@@ -133,7 +134,8 @@ def call_action(
     while True:
         task = yield from describe(generation, task_id, session)
         decide(task)
-        call = Call(route, action, params, "stop", str(task_id), True, spent)
+        clearance = Clearance(generation, task_id)
+        call = Call(route, action, params, "stop", str(task_id), True, spent, clearance)
         try:
             reply = yield call
         except AmbiguousFailure as ambiguous:
@@ -157,6 +159,9 @@ def _stop(
             str(task_id),
             surface_ambiguous=True,
             attempt_offset=spent,
+            # Issued after `decide` allowed the stop: in `cancel` before the
+            # first pass, after the fresh read below before any resend.
+            clearance=Clearance(generation, task_id),
         )
         try:
             reply: QfResponse = yield call

@@ -19,21 +19,14 @@ from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from evalctl import _logging
 from evalctl._config import Clock, RetryPolicy
+from evalctl._credentials import Credentials
 from evalctl._errors import EvalctlError, RetryExhaustedError
 from evalctl._redact import Redactor
 from evalctl._retry import GiveUp, RetryBudget, Stop, Wait, is_throttle, retry_predicate
-from evalctl._transport import (
-    AttemptFailed,
-    ConsoleRequestor,
-    Failure,
-    build_request,
-    log_id_of,
-)
-from evalctl._transport import legacy_asend as asend
-from evalctl._transport import legacy_send as send
+from evalctl._stopguard import Clearance
+from evalctl._transport import AttemptFailed, Failure, Wire, asend, log_id_of, send
 
 T = TypeVar("T")
-
 
 
 class RateLimiter(Protocol):
@@ -62,6 +55,7 @@ class Call:
             applied (a stop): raise `AmbiguousFailure` to the operation instead.
         attempt_offset: Attempts already spent on this request by the
             operation (resends after an ambiguous failure share the budget).
+        clearance: For a stop: the pre-check's clearance for this task.
     """
 
     route: str
@@ -71,6 +65,7 @@ class Call:
     task_id: str | None = None
     surface_ambiguous: bool = False
     attempt_offset: int = 0
+    clearance: Clearance | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -104,9 +99,8 @@ class Session:
 
     policy: RetryPolicy
     clock: Clock
-    ak: str = field(repr=False)
-    sk: str = field(repr=False)
-    requestor: ConsoleRequestor = field(repr=False)
+    credentials: Credentials = field(repr=False)
+    wire: Wire = field(repr=False)
     redactor: Redactor = field(repr=False)
     deadline: float
     attempt_timeout: float
@@ -114,6 +108,7 @@ class Session:
     budget: RetryBudget | None = None
     log_ids: list[str] = field(default_factory=list)
     attempts: int = 0
+    host: str | None = None
 
     def remaining(self) -> float:
         return self.deadline - self.clock.monotonic()
@@ -130,6 +125,23 @@ class _CallState:
         self.attempt = call.attempt_offset
         self.started = 0.0
         self.give_up = GiveUp()
+        self.sent_with_clearance = False
+
+    def clearance(self) -> Clearance | None:
+        """The clearance for this attempt.
+
+        A stop is retried within one `Call` only after a failure that was
+        certainly not applied (`surface_ambiguous`): the pre-check's verdict
+        still stands, so such a retry gets a fresh clearance for the same
+        task. An ambiguous failure goes back to the operation instead.
+        """
+        given = self.call.clearance
+        if given is None:
+            return None
+        if not self.sent_with_clearance:
+            self.sent_with_clearance = True
+            return given
+        return Clearance(given.generation, given.task_id)
 
 
 # --- one attempt ----------------------------------------------------------------
@@ -219,11 +231,18 @@ def _sync_attempt(state: _CallState, session: Session) -> QfResponse:
         session.limiter.acquire(session.clock)
     timeout = _begin(state, session)
     call = state.call
-    request = build_request(
-        session.requestor, call.route, call.action, call.params, session.ak, session.sk, timeout
-    )
     try:
-        reply = send(session.requestor, request, session.redactor)
+        reply = send(
+            session.wire,
+            call.route,
+            call.action,
+            call.params,
+            session.credentials,
+            state.clearance(),
+            timeout,
+            session.redactor,
+            host=session.host,
+        ).to_qf_response()
     except AttemptFailed as failed:
         _failed(state, session, failed)
         raise
@@ -237,11 +256,19 @@ async def _async_attempt(state: _CallState, session: Session) -> QfResponse:
         await session.limiter.aacquire(session.clock)
     timeout = _begin(state, session)
     call = state.call
-    request = build_request(
-        session.requestor, call.route, call.action, call.params, session.ak, session.sk, timeout
-    )
     try:
-        reply = await asend(session.requestor, request, session.redactor)
+        sent = await asend(
+            session.wire,
+            call.route,
+            call.action,
+            call.params,
+            session.credentials,
+            state.clearance(),
+            timeout,
+            session.redactor,
+            host=session.host,
+        )
+        reply = sent.to_qf_response()
     except AttemptFailed as failed:
         _failed(state, session, failed)
         raise

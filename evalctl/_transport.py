@@ -75,28 +75,49 @@ them.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import copy
 import email.utils
+import heapq
+import importlib
+import itertools
 import json
 import logging
 import math
+import os
 import re
+import socket
+import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
 import requests
-from qianfan.resources.console.utils import _get_console_v2_query
-from qianfan.resources.requestor.console_requestor import ConsoleAPIRequestor
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.connectionpool
+import yarl
+
+# bce-python-sdk ships no type information; `sign` is called with the exact
+# argument types the qianfan SDK's IAM signing uses, so its result is bytes.
+from baidubce.auth.bce_credentials import BceCredentials  # type: ignore[import-untyped]
+from baidubce.auth.bce_v1_signer import sign  # type: ignore[import-untyped]
+from qianfan import get_config
 from qianfan.resources.typing import QfRequest, QfResponse, RetryConfig
 from qianfan.version import VERSION as QIANFAN_VERSION
 
+from evalctl import _stopguard
 from evalctl._credentials import Credentials
 from evalctl._errors import (
     APICallError,
     AuthenticationError,
+    ConfigurationError,
     EvalctlError,
     HTTPStatusError,
     InvalidResponseError,
@@ -107,6 +128,10 @@ from evalctl._stopguard import Clearance
 
 FailureKind = Literal["timeout", "connection", "http", "envelope", "not_json", "malformed"]
 
+#: Largest response body evalctl reads, in bytes (after content decoding).
+#: A larger answer is refused as an invalid response without being read whole.
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+
 _AUTH_STATUSES: Final = frozenset({401, 403})
 _LOG_ID_KEYS: Final = ("log_id", "requestId", "request_id")
 _LOG_ID_HEADERS: Final = ("X-Bce-Request-Id",)
@@ -114,6 +139,10 @@ _MAX_LOG_ID: Final = 128
 _REQUEST_SOURCE: Final = f"qianfan_py_sdk_v{QIANFAN_VERSION}"
 _SIGNER_LOGGER: Final = "baidubce.auth.bce_v1_signer"
 _SIGN_KEY_RE: Final = re.compile(r"(sign_key=\[)[^\]]*")
+_CHUNK: Final = 64 * 1024
+_METHOD: Final = "POST"
+# Header values http.client refuses (and echoes whole in its error): CR, LF, NUL.
+_BAD_HEADER_CHARS: Final = re.compile(r"[\r\n\x00]")
 
 
 @dataclass(frozen=True)
@@ -122,7 +151,8 @@ class Failure:
 
     Attributes:
         kind: timeout, connection, http (status >= 300), envelope (an
-            `error_code` in a 2xx body), not_json, malformed (JSON, wrong shape).
+            `error_code` in a 2xx body), not_json, malformed (JSON, wrong
+            shape, or a body larger than `MAX_BODY_BYTES`).
         message: Redacted, short, safe to show.
         maybe_applied: The server may have acted on the request (a timeout or
             a connection lost after sending, or an unreadable 2xx answer).
@@ -161,35 +191,7 @@ class AttemptFailed(Exception):
         self.duration_ms = 0.0
 
 
-#: Largest response body evalctl reads, in bytes (after content decoding).
-#: A larger answer is refused as an invalid response without being read whole.
-MAX_BODY_BYTES: Final = 8 * 1024 * 1024
-
-
-class Wire:
-    """evalctl's HTTP connections: a pooled `requests.Session` and, lazily, an
-    `aiohttp.ClientSession` per event loop.
-
-    `Wire.shared()` is the one the drop-in uses (one per process, closed at
-    interpreter exit); a batch makes one per worker and closes it. Holds no
-    credentials and no endpoint: both are given to each `send`.
-    """
-
-    def __init__(self) -> None:
-        raise NotImplementedError  # skeleton
-
-    @classmethod
-    def shared(cls) -> Wire:
-        """The process-wide wire (created on first use, closed at exit)."""
-        raise NotImplementedError  # skeleton
-
-    def close(self) -> None:
-        """Close the pooled connections (idempotent; the wire reopens on next use)."""
-        raise NotImplementedError  # skeleton
-
-    async def aclose(self) -> None:
-        """`close()`, and close the aiohttp session of the running loop."""
-        raise NotImplementedError  # skeleton
+# --- the reply ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,6 +212,7 @@ class Reply:
         request_latency: Seconds from sending to the end of the body.
         total_latency: Seconds spent in `send`.
         start_timestamp: When `send` started, ms since the epoch.
+        timeout: The attempt's total time budget, seconds.
     """
 
     status: int
@@ -223,6 +226,7 @@ class Reply:
     request_latency: float
     total_latency: float
     start_timestamp: int
+    timeout: float = 0.0
 
     def to_qf_response(self) -> QfResponse:
         """The drop-in's answer, shaped as the SDK's `QfResponse`.
@@ -232,48 +236,20 @@ class Reply:
         and `request` (method, URL and headers as sent with Authorization
         masked, `json_body` the body sent).
         """
-        raise NotImplementedError  # skeleton
+        response = QfResponse(code=self.status, headers=dict(self.headers), body=self.body)
+        request = QfRequest(method=_METHOD, url=self.url, headers=dict(self.request_headers))
+        request.json_body = copy.deepcopy(self.sent_body)
+        request.retry_config = RetryConfig(retry_count=1, timeout=self.timeout)
+        response.request = request
+        # The keys the SDK's latency decorator fills in, for drop-in callers.
+        response.statistic["request_latency"] = self.request_latency
+        response.statistic["total_latency"] = self.total_latency
+        response.statistic["start_timestamp"] = self.start_timestamp
+        response.statistic["avg_output_tokens_per_second"] = 0.0
+        return response
 
 
-def send(
-    wire: Wire,
-    route: str,
-    action: str,
-    body: Mapping[str, Any],
-    credentials: Credentials,
-    clearance: Clearance | None,
-    timeout: float,
-    redactor: Redactor,
-    *,
-    host: str | None = None,
-) -> Reply:
-    """Send one request (sync): guard, sign, send, read. See the module docstring."""
-    raise NotImplementedError  # skeleton
-
-
-async def asend(
-    wire: Wire,
-    route: str,
-    action: str,
-    body: Mapping[str, Any],
-    credentials: Credentials,
-    clearance: Clearance | None,
-    timeout: float,
-    redactor: Redactor,
-    *,
-    host: str | None = None,
-) -> Reply:
-    """Send one request (async): guard, sign, send, read. See the module docstring."""
-    raise NotImplementedError  # skeleton
-
-
-class ConsoleRequestor(ConsoleAPIRequestor):
-    """The SDK's console requestor, used for signing and HTTP settings only."""
-
-    def _check_error(self, body: dict[str, Any]) -> None:
-        # The SDK's version logs the server's message at ERROR before raising;
-        # evalctl reads envelopes itself (`interpret`), so this is never reached.
-        raise NotImplementedError  # pragma: no cover
+# --- the baidubce signer's debug lines ---------------------------------------------
 
 
 class SignerLogMask(logging.Filter):
@@ -302,89 +278,744 @@ def _mask_signer_logs() -> None:
 _mask_signer_logs()
 
 
-def build_request(
-    requestor: ConsoleRequestor,
+# --- total deadlines for the sync client ------------------------------------------
+#
+# `requests` bounds each socket operation, not the attempt: a server that
+# trickles a byte a second keeps a call with a 3 s timeout alive forever.
+# Each attempt registers a deadline with one watchdog thread; evalctl's
+# urllib3 connection classes hand the deadline their socket when the answer
+# is awaited, and at the deadline the watchdog shuts the socket down, which
+# ends any blocked read at once. The pool disarms a deadline before it takes
+# a connection back, so a pooled connection is never shut by a late expiry.
+
+
+class _Deadline:
+    """One attempt's total deadline (monotonic seconds)."""
+
+    __slots__ = ("_lock", "_sock", "at", "done", "expired")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.done = False
+        self.expired = False
+
+    def arm(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            if self.done or sock is None:
+                return
+            self._sock = sock
+            if self.expired:
+                _shut(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.expired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.done = True
+            self._sock = None
+
+
+def _shut(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also for an SSLSocket: it must not touch
+    # the TLS state the reading thread is using; the read then sees EOF.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One daemon thread that expires deadlines; started on first use."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: _Deadline) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="evalctl-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is deadline:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                _, _, due = heapq.heappop(self._heap)
+            due.expire()
+
+
+_WATCHDOG: Final = _Watchdog()
+_current = threading.local()
+
+
+def _arm_current(conn: Any) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if isinstance(deadline, _Deadline):
+        conn.evalctl_deadline = deadline
+        deadline.arm(getattr(conn, "sock", None))
+
+
+class _Connection(urllib3.connection.HTTPConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _arm_current(self)
+        return super().getresponse(*args, **kwargs)
+
+
+class _TLSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _arm_current(self)
+        return super().getresponse(*args, **kwargs)
+
+
+def _disarm(conn: Any) -> None:
+    deadline = getattr(conn, "evalctl_deadline", None)
+    if isinstance(deadline, _Deadline):
+        deadline.disarm()
+        conn.evalctl_deadline = None
+
+
+class _Pool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+    def _put_conn(self, conn: Any) -> None:
+        _disarm(conn)
+        super()._put_conn(conn)
+
+
+class _TLSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+    def _put_conn(self, conn: Any) -> None:
+        _disarm(conn)
+        super()._put_conn(conn)
+
+
+_POOL_CLASSES: Final = {"http": _Pool, "https": _TLSPool}
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with evalctl's pools (deadlines) and no retries of its own."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if isinstance(manager, urllib3.PoolManager):
+            manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
+
+
+# --- the wire: connection pools ---------------------------------------------------
+
+
+class Wire:
+    """evalctl's HTTP connections: a pooled `requests.Session` and, lazily, an
+    `aiohttp.ClientSession` per event loop.
+
+    `Wire.shared()` is the one the drop-in uses (one per process, closed at
+    interpreter exit); a batch makes one per worker and closes it. Holds no
+    credentials and no endpoint: both are given to each `send`. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: requests.Session | None = None
+        # One aiohttp session per event loop (a session is bound to its loop).
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSession] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @classmethod
+    def shared(cls) -> Wire:
+        """The process-wide wire (created on first use, closed at exit)."""
+        global _SHARED
+        wire = _SHARED
+        if wire is None:
+            with _SHARED_LOCK:
+                wire = _SHARED
+                if wire is None:
+                    wire = _SHARED = cls()
+                    atexit.register(wire.close)
+        return wire
+
+    def requests_session(self) -> requests.Session:
+        """The pooled `requests.Session` (created on first use)."""
+        session = self._session
+        if session is None:
+            with self._lock:
+                session = self._session
+                if session is None:
+                    session = requests.Session()
+                    adapter = _Adapter(max_retries=0)
+                    session.mount("http://", adapter)
+                    session.mount("https://", adapter)
+                    self._session = session
+        return session
+
+    async def aiohttp_session(self) -> aiohttp.ClientSession:
+        """The running loop's pooled `aiohttp.ClientSession` (created on first use).
+
+        It is closed when the loop's async generators are shut down (as
+        `asyncio.run` does before closing the loop), by `aclose()`, or
+        detached by `close()` once its loop is closed.
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._async.get(loop)
+            if entry is not None and not entry.session.closed:
+                return entry.session
+            entry = _LoopSession(aiohttp.ClientSession(trust_env=False))
+            self._async[loop] = entry
+        await entry.start()
+        return entry.session
+
+    def close(self) -> None:
+        """Close the pooled connections (idempotent; the wire reopens on next use)."""
+        with self._lock:
+            session, self._session = self._session, None
+            stale = [s for loop, s in self._async.items() if loop.is_closed()]
+        if session is not None:
+            session.close()
+        for entry in stale:
+            entry.session.detach()
+
+    async def aclose(self) -> None:
+        """`close()`, and close the aiohttp session of the running loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._async.pop(loop, None)
+        if entry is not None:
+            await entry.session.close()
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Wire(sync={'open' if self._session else 'idle'}, loops={len(self._async)})"
+
+
+class _LoopSession:
+    """An aiohttp session and the async generator that closes it with its loop."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self._closer = self._close_at_loop_end()
+
+    async def start(self) -> None:
+        # The loop's async-generator hooks now know the generator; at
+        # `shutdown_asyncgens()` they close it, which closes the session.
+        await self._closer.__anext__()
+
+    async def _close_at_loop_end(self) -> Any:
+        try:
+            yield
+        finally:
+            await self.session.close()
+
+
+_SHARED: Wire | None = None
+_SHARED_LOCK: Final = threading.Lock()
+
+
+def _forget_shared_after_fork() -> None:
+    global _SHARED
+    _SHARED = None
+
+
+os.register_at_fork(after_in_child=_forget_shared_after_fork)
+
+
+# --- the endpoint ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    base_url: str  # scheme://host[:port][/path], no userinfo
+    shown: str  # scheme://host:port, for messages
+    verify: bool
+    proxy: str | None
+
+
+def _endpoint(host: str | None) -> _Endpoint:
+    """Base URL, TLS verification and proxy from qianfan's public `get_config()`."""
+    config = get_config()
+    base = str(config.CONSOLE_API_BASE_URL)
+    proxy = str(config.PROXY or "") or None
+    return _endpoint_of(base, host, bool(config.SSL_VERIFICATION_ENABLED), proxy)
+
+
+_ENDPOINTS: dict[tuple[str, str | None, bool, str | None], _Endpoint] = {}
+
+
+def _endpoint_of(base: str, host: str | None, verify: bool, proxy: str | None) -> _Endpoint:
+    key = (base, host, verify, proxy)
+    known = _ENDPOINTS.get(key)
+    if known is not None:
+        return known
+    parts = urlsplit(base)
+    if host:
+        # As the SDK's console requestor: `host` replaces scheme and netloc.
+        override = urlsplit(host)
+        parts = parts._replace(
+            scheme=override.scheme or parts.scheme, netloc=override.netloc or parts.netloc
+        )
+    try:
+        hostname, port = parts.hostname, parts.port
+    except ValueError:
+        hostname, port = None, None
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise ConfigurationError(
+            "the console endpoint must be an http:// or https:// URL with a host"
+        )
+    netloc = f"[{hostname}]" if ":" in hostname else hostname
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    shown_port = port if port is not None else (443 if parts.scheme == "https" else 80)
+    shown_host = f"[{hostname}]" if ":" in hostname else hostname
+    endpoint = _Endpoint(
+        base_url=urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", "")),
+        shown=f"{parts.scheme}://{shown_host}:{shown_port}",
+        verify=verify,
+        proxy=proxy,
+    )
+    if len(_ENDPOINTS) < 64:
+        _ENDPOINTS[key] = endpoint
+    return endpoint
+
+
+# --- building and signing ---------------------------------------------------------
+
+
+class _Sealed:
+    """Request headers with the Authorization value; its repr shows none of them.
+
+    Frames that raise may hold one; traceback renderers that print locals
+    then show only the header names.
+    """
+
+    __slots__ = ("__headers",)
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.__headers = headers
+
+    def open(self) -> dict[str, str]:
+        return self.__headers
+
+    def masked(self) -> dict[str, str]:
+        return {k: MASK if k.lower() == "authorization" else v for k, v in self.__headers.items()}
+
+    def __repr__(self) -> str:
+        return f"<headers {', '.join(self.__headers)}>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str:
+        raise TypeError("request headers cannot be pickled")
+
+
+@dataclass(frozen=True, repr=False)
+class _Outgoing:
+    """One request, ready for the socket: URL as sent, body bytes, signed headers."""
+
+    url: str
+    data: bytes
+    sent_body: dict[str, Any]
+    headers: _Sealed
+
+    def __repr__(self) -> str:
+        return f"<request POST {self.url}>"
+
+
+def _serialise(body: Mapping[str, Any]) -> bytes | str:
+    """JSON bytes of the body to send, or the reason it cannot be sent."""
+    try:
+        return json.dumps(body, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"the request body cannot be sent as JSON ({type(exc).__name__})"
+
+
+def _sign_headers(
+    url: str, credentials: Credentials, base_headers: Mapping[str, str]
+) -> _Sealed | str:
+    """Headers signed as the SDK's console requestor signs them, or why not.
+
+    The SDK signs every header it set — Content-Type, Host, request-source
+    and x-bce-date — over the route path and the `Action` query, with
+    baidubce's BCE v1 `sign`; here the path and query are those of the URL
+    exactly as it is sent, which is what the gateway verifies.
+    """
+    parts = urlsplit(url)
+    headers = {
+        "Content-Type": "application/json",
+        "Host": parts.netloc,
+        "request-source": _REQUEST_SOURCE,
+        **base_headers,
+    }
+    timestamp = time.time()
+    headers["x-bce-date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(timestamp)))
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    try:
+        authorization = sign(
+            BceCredentials(credentials.access_key(), credentials.secret_key()),
+            _METHOD.encode(),
+            (parts.path or "/").encode(),
+            {k.encode(): v for k, v in headers.items()},
+            {k.encode(): v for k, v in query.items()},
+            timestamp=timestamp,
+            expiration_in_seconds=int(get_config().IAM_SIGN_EXPIRATION_SEC),
+            headers_to_sign={k.lower().encode() for k in headers},
+        )
+        headers["Authorization"] = authorization.decode("ascii")
+    except Exception as exc:  # noqa: BLE001 - args may hold a key: only the type is kept
+        return f"the request could not be signed ({type(exc).__name__})"
+    problem = _header_problem(headers)
+    return problem if problem is not None else _Sealed(headers)
+
+
+def _header_problem(headers: Mapping[str, str]) -> str | None:
+    """Why a header cannot go on the wire (http.client would echo its value), or None."""
+    for name, value in headers.items():
+        bad = _BAD_HEADER_CHARS.search(value) is not None
+        if not bad:
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                bad = True
+        if bad:
+            what = "the access key" if name == "Authorization" else f"the {name} header"
+            return (
+                f"{what} contains a character an HTTP header cannot carry"
+                " (non-ASCII, CR, LF or NUL); nothing was sent"
+            )
+    return None
+
+
+def _build(
+    url: str,
+    body: Mapping[str, Any],
+    credentials: Credentials,
+    clearance: Clearance | None,
+    base_headers: Mapping[str, str],
+) -> _Outgoing:
+    """The choke point: guard the URL as sent, serialise the guarded body, sign."""
+    sent_body = _stopguard.guard(url, body, clearance)  # raises UnsafeRequestError
+    data = _serialise(sent_body)
+    if isinstance(data, str):
+        raise ConfigurationError(data)
+    signed = _sign_headers(url, credentials, base_headers)
+    if isinstance(signed, str):
+        raise ConfigurationError(signed)
+    return _Outgoing(url, data, sent_body, signed)
+
+
+def _sync_url(endpoint: _Endpoint, route: str, action: str) -> str | None:
+    """The absolute URL `requests`/`urllib3` put on the wire for this route."""
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(endpoint.base_url + route, {"Action": action})
+        # urllib3 re-encodes the target once more (percent-escapes upper-cased,
+        # invalid characters escaped): apply its public parser so the URL
+        # guarded and signed is byte for byte the one sent.
+        return urllib3.util.parse_url(prepared.url or "")._replace(fragment=None).url
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ValueError):
+        return None
+
+
+def _async_url(endpoint: _Endpoint, route: str, action: str) -> yarl.URL | None:
+    """The URL `aiohttp`/`yarl` put on the wire for this route (given as a URL object)."""
+    try:
+        url = yarl.URL(endpoint.base_url + route).with_fragment(None)
+        return url.extend_query({"Action": action})
+    except (TypeError, ValueError):
+        return None
+
+
+def _bad_route(route: str, redactor: Redactor) -> ConfigurationError:
+    return ConfigurationError(f"cannot build a URL from the route {redactor(route, 100)!r}")
+
+
+# --- sending (sync) -------------------------------------------------------------
+
+
+def send(
+    wire: Wire,
     route: str,
     action: str,
-    params: Mapping[str, Any],
-    ak: str,
-    sk: str,
+    body: Mapping[str, Any],
+    credentials: Credentials,
+    clearance: Clearance | None,
     timeout: float,
-) -> QfRequest:
-    """A signed request, built exactly as the SDK's `call_action` builds it."""
-    request = QfRequest(method="POST", url=route, query=_get_console_v2_query(action))
-    request.json_body = dict(params)
-    request.headers["request-source"] = _REQUEST_SOURCE
-    request.retry_config = RetryConfig(retry_count=1, timeout=timeout)
-    requestor._sign(request, ak, sk)
-    return request
-
-
-def legacy_send(requestor: ConsoleRequestor, request: QfRequest, redactor: Redactor) -> QfResponse:
-    """Send one signed request with `requests`; return the response or raise `AttemptFailed`."""
+    redactor: Redactor,
+    *,
+    host: str | None = None,
+) -> Reply:
+    """Send one request (sync): guard, sign, send, read. See the module docstring."""
     started = time.perf_counter()
     started_ms = int(time.time() * 1000)
+    deadline = _Deadline(time.monotonic() + timeout)
+    endpoint = _endpoint(host)
+    url = _sync_url(endpoint, route, action)
+    if url is None:
+        raise _bad_route(route, redactor)
+    outgoing = _build(url, body, credentials, clearance, requests.utils.default_headers())
+    session = wire.requests_session()
+    failure: AttemptFailed | None = None
+    exchanged: tuple[int, Mapping[str, str], bytes | None, float] | None = None
+    _WATCHDOG.watch(deadline)
+    _current.deadline = deadline
     try:
-        response = requestor._client.request(request)
-        content = response.content
+        exchanged = _exchange(session, endpoint, outgoing, deadline)
     except requests.exceptions.ConnectTimeout as exc:
-        raise _transport_failure("timeout", exc, redactor, applied=False) from None
-    except requests.exceptions.Timeout as exc:
-        raise _transport_failure("timeout", exc, redactor, applied=True) from None
+        failure = _transport_failure("timeout", exc, endpoint, redactor, applied=False)
     except requests.exceptions.RequestException as exc:
-        raise _transport_failure(
-            "connection", exc, redactor, applied=not _never_sent(exc)
-        ) from None
-    body = interpret(response.status_code, response.headers, content, redactor)
-    reply = QfResponse(code=response.status_code, headers=dict(response.headers), body=body)
-    reply.request = _scrubbed(QfRequest.from_requests(response.request), request)
-    _add_statistics(reply, started, started_ms, response.elapsed.total_seconds())
-    return reply
+        if deadline.expired:  # the watchdog ended the attempt at its deadline
+            failure = _deadline_failure()
+        elif isinstance(exc, requests.exceptions.Timeout):
+            failure = _transport_failure("timeout", exc, endpoint, redactor, applied=True)
+        else:
+            failure = _transport_failure(
+                "connection", exc, endpoint, redactor, applied=not _never_sent(exc)
+            )
+    except Exception as exc:  # noqa: BLE001 - a foreign error: its args may hold a secret
+        failure = _foreign_failure(exc, endpoint, deadline)
+    finally:
+        deadline.disarm()
+        _current.deadline = None
+    # Raised here, outside every `except`: no foreign exception as __context__.
+    if failure is not None:
+        raise failure
+    assert exchanged is not None
+    status, headers, content, latency = exchanged
+    return _reply(
+        status,
+        headers,
+        content,
+        redactor,
+        outgoing,
+        outgoing.headers.masked(),
+        latency,
+        started,
+        started_ms,
+        timeout,
+    )
 
 
-async def legacy_asend(
-    requestor: ConsoleRequestor, request: QfRequest, redactor: Redactor
-) -> QfResponse:
-    """Send one signed request with `aiohttp`; return the response or raise `AttemptFailed`."""
-    client = requestor._client
+def _exchange(
+    session: requests.Session, endpoint: _Endpoint, outgoing: _Outgoing, deadline: _Deadline
+) -> tuple[int, Mapping[str, str], bytes | None, float]:
+    prepared = requests.PreparedRequest()
+    prepared.method = _METHOD
+    prepared.url = outgoing.url
+    prepared.headers = requests.structures.CaseInsensitiveDict(outgoing.headers.open())
+    prepared.body = outgoing.data
+    prepared.headers["Content-Length"] = str(len(outgoing.data))
+    proxies = {"http": endpoint.proxy, "https": endpoint.proxy} if endpoint.proxy else {}
+    # Environment proxies and CA bundle, as `requests.request` (the SDK) honours them.
+    settings = session.merge_environment_settings(
+        outgoing.url, proxies, True, endpoint.verify, None
+    )
+    remaining = max(deadline.at - time.monotonic(), 0.001)
+    sent = time.perf_counter()
+    response = session.send(
+        prepared, timeout=(remaining, remaining), allow_redirects=False, **settings
+    )
+    try:
+        content = _read_capped(response, deadline)
+        return response.status_code, response.headers, content, time.perf_counter() - sent
+    finally:
+        response.close()
+
+
+def _read_capped(response: requests.Response, deadline: _Deadline) -> bytes | None:
+    """The body, or None when it is larger than `MAX_BODY_BYTES` (not read further)."""
+    if _declared_length(response.headers.get("Content-Length")) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(_CHUNK):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if deadline.expired:
+            break  # the watchdog shut the socket; the read below would fail anyway
+    if deadline.expired:
+        raise requests.exceptions.ReadTimeout("the attempt's deadline passed")
+    return b"".join(chunks)
+
+
+def _declared_length(value: str | None) -> int:
+    if value is None or not value.strip().isdigit():
+        return 0
+    return int(value.strip())
+
+
+# --- sending (async) --------------------------------------------------------------
+
+
+async def asend(
+    wire: Wire,
+    route: str,
+    action: str,
+    body: Mapping[str, Any],
+    credentials: Credentials,
+    clearance: Clearance | None,
+    timeout: float,
+    redactor: Redactor,
+    *,
+    host: str | None = None,
+) -> Reply:
+    """Send one request (async): guard, sign, send, read. See the module docstring."""
     started = time.perf_counter()
     started_ms = int(time.time() * 1000)
-    timeout = aiohttp.ClientTimeout(total=request.retry_config.timeout)
+    endpoint = _endpoint(host)
+    url = _async_url(endpoint, route, action)
+    if url is None:
+        raise _bad_route(route, redactor)
+    outgoing = _build(str(url), body, credentials, clearance, {})
+    session = await wire.aiohttp_session()
+    failure: AttemptFailed | None = None
+    exchanged: tuple[int, Mapping[str, str], bytes | None, float, dict[str, str]] | None = None
     try:
-        # One session per request, as the SDK's HTTPClient.arequest does, but
-        # always closed, also when the request fails.
-        async with (
-            aiohttp.ClientSession() as session,
-            session.request(
-                **request.requests_args(),
-                timeout=timeout,
-                ssl=client.ssl,
-                proxy=client._aiohttp_proxy(),
-            ) as response,
-        ):
-            content = await response.read()
-            status = response.status
-            headers = response.headers
-            info = response.request_info
+        async with asyncio.timeout(timeout):
+            exchanged = await _aexchange(session, endpoint, url, outgoing, timeout)
     except aiohttp.ClientConnectorError as exc:
-        raise _transport_failure("connection", exc, redactor, applied=False) from None
+        failure = _transport_failure("connection", exc, endpoint, redactor, applied=False)
+    except aiohttp.ConnectionTimeoutError as exc:
+        failure = _transport_failure("timeout", exc, endpoint, redactor, applied=False)
     except TimeoutError as exc:  # aiohttp's timeouts subclass TimeoutError
-        raise _transport_failure("timeout", exc, redactor, applied=True) from None
+        failure = _transport_failure("timeout", exc, endpoint, redactor, applied=True)
     except aiohttp.ClientError as exc:
-        raise _transport_failure("connection", exc, redactor, applied=True) from None
-    latency = time.perf_counter() - started
-    body = interpret(status, headers, content, redactor)
-    reply = QfResponse(code=status, headers=dict(headers), body=body)
-    reply.request = _scrubbed(QfRequest.from_aiohttp(info), request)
-    _add_statistics(reply, started, started_ms, latency)
-    return reply
+        failure = _transport_failure("connection", exc, endpoint, redactor, applied=True)
+    except Exception as exc:  # noqa: BLE001 - a foreign error: its args may hold a secret
+        failure = _foreign_failure(exc, endpoint, None)
+    if failure is not None:
+        raise failure
+    assert exchanged is not None
+    status, headers, content, latency, sent_headers = exchanged
+    return _reply(
+        status,
+        headers,
+        content,
+        redactor,
+        outgoing,
+        sent_headers,
+        latency,
+        started,
+        started_ms,
+        timeout,
+    )
+
+
+async def _aexchange(
+    session: aiohttp.ClientSession,
+    endpoint: _Endpoint,
+    url: yarl.URL,
+    outgoing: _Outgoing,
+    timeout: float,
+) -> tuple[int, Mapping[str, str], bytes | None, float, dict[str, str]]:
+    sent = time.perf_counter()
+    async with session.request(
+        _METHOD,
+        url,  # a URL object: aiohttp sends it as is, the very URL guarded and signed
+        data=outgoing.data,
+        headers=outgoing.headers.open(),
+        ssl=endpoint.verify,
+        proxy=endpoint.proxy,
+        allow_redirects=False,
+        timeout=aiohttp.ClientTimeout(total=timeout),
+    ) as response:
+        content = await _aread_capped(response)
+        sent_headers = {
+            k: MASK if k.lower() == "authorization" else v
+            for k, v in response.request_info.headers.items()
+        }
+        return response.status, response.headers, content, time.perf_counter() - sent, sent_headers
+
+
+async def _aread_capped(response: aiohttp.ClientResponse) -> bytes | None:
+    if (response.content_length or 0) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- reading the answer -----------------------------------------------------------
+
+
+def _reply(
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes | None,
+    redactor: Redactor,
+    outgoing: _Outgoing,
+    sent_headers: Mapping[str, str],
+    latency: float,
+    started: float,
+    started_ms: int,
+    timeout: float,
+) -> Reply:
+    body, duplicates, log_id = _judge(status, headers, content, redactor)
+    return Reply(
+        status=status,
+        headers=dict(headers),
+        body=body,
+        duplicate_keys=duplicates,
+        log_id=log_id,
+        url=outgoing.url,
+        sent_body=outgoing.sent_body,
+        request_headers=sent_headers,
+        request_latency=latency,
+        total_latency=time.perf_counter() - started,
+        start_timestamp=started_ms,
+        timeout=timeout,
+    )
 
 
 def interpret(
     status: int, headers: Mapping[str, str], content: bytes, redactor: Redactor
 ) -> dict[str, Any]:
     """Read one HTTP answer: the JSON object of a 2xx, or `AttemptFailed`."""
-    parsed, parse_problem = _parse_json(content)
+    return _judge(status, headers, content, redactor)[0]
+
+
+def _judge(
+    status: int, headers: Mapping[str, str], content: bytes | None, redactor: Redactor
+) -> tuple[dict[str, Any], bool, str | None]:
+    """(body, duplicate_keys, log_id) of a 2xx JSON object, or `AttemptFailed`."""
+    if content is None:
+        parsed, duplicates = None, False
+        parse_problem: str | None = f"body is larger than {MAX_BODY_BYTES} bytes, not read"
+    else:
+        parsed, duplicates, parse_problem = _parse_json(content)
     body = parsed if isinstance(parsed, dict) else None
     log_id = _log_id(body, headers, redactor)
     if not 200 <= status < 300:
@@ -402,8 +1033,9 @@ def interpret(
             )
         )
     if parse_problem is not None:
+        kind: FailureKind = "malformed" if content is None else "not_json"
         raise AttemptFailed(
-            Failure("not_json", parse_problem, http_status=status, maybe_applied=True)
+            Failure(kind, parse_problem, http_status=status, log_id=log_id, maybe_applied=True)
         )
     if body is None:
         raise AttemptFailed(
@@ -425,7 +1057,7 @@ def interpret(
                 log_id=log_id,
             )
         )
-    return body
+    return body, duplicates, log_id
 
 
 def log_id_of(body: object, redactor: Redactor) -> str | None:
@@ -433,18 +1065,44 @@ def log_id_of(body: object, redactor: Redactor) -> str | None:
     return _log_id(body if isinstance(body, dict) else None, {}, redactor)
 
 
-def _parse_json(content: bytes) -> tuple[object, str | None]:
+def _local_strict_loads(text: str) -> tuple[object, bool]:
+    """`json.loads`, and whether any object repeated a key (until `_strictjson` lands)."""
+    duplicates = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal duplicates
+        result = dict(items)
+        if len(result) != len(items):
+            duplicates = True
+        return result
+
+    return json.loads(text, object_pairs_hook=pairs), duplicates
+
+
+def _strict_loads_function() -> Callable[[str], tuple[object, bool]]:
+    try:
+        module = importlib.import_module("evalctl._strictjson")
+    except ImportError:
+        return _local_strict_loads
+    return cast(Callable[[str], tuple[object, bool]], module.loads)
+
+
+_strict_loads: Final = _strict_loads_function()
+
+
+def _parse_json(content: bytes) -> tuple[object, bool, str | None]:
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
-        return None, f"body is not UTF-8 ({len(content)} bytes)"
+        return None, False, f"body is not UTF-8 ({len(content)} bytes)"
     try:
-        return json.loads(text), None
+        value, duplicates = _strict_loads(text)
+        return value, duplicates, None
+    except RecursionError:
+        return None, False, "body is JSON nested too deeply to read"
     except ValueError:
         kind = "an HTML page" if text.lstrip()[:1] == "<" else "not JSON"
-        return None, f"body is {kind} ({len(content)} bytes)"
-    except RecursionError:
-        return None, "body is JSON nested too deeply to read"
+        return None, False, f"body is {kind} ({len(content)} bytes)"
 
 
 def _json_type(value: object) -> str:
@@ -523,14 +1181,42 @@ def _reason(status: int) -> str:
         return "unexpected status"
 
 
+# --- failures of the exchange -----------------------------------------------------
+
+
 def _transport_failure(
-    kind: FailureKind, exc: BaseException, redactor: Redactor, *, applied: bool
+    kind: FailureKind,
+    exc: BaseException,
+    endpoint: _Endpoint,
+    redactor: Redactor,
+    *,
+    applied: bool,
 ) -> AttemptFailed:
-    what = "timed out" if kind == "timeout" else "connection failed"
+    what = "timed out" if kind == "timeout" else f"connection failed to {endpoint.shown}"
     detail = _root_cause(exc)
     return AttemptFailed(
         Failure(kind, redactor(f"{what}: {detail}" if detail else what), maybe_applied=applied)
     )
+
+
+def _foreign_failure(
+    exc: BaseException, endpoint: _Endpoint, deadline: _Deadline | None
+) -> AttemptFailed:
+    """An unexpected error from the HTTP stack: only its type is kept (its args may
+    hold a header value). The request may have gone out: assume it did."""
+    if deadline is not None and deadline.expired:
+        return _deadline_failure()
+    return AttemptFailed(
+        Failure(
+            "connection",
+            f"connection failed to {endpoint.shown}: {type(exc).__name__}",
+            maybe_applied=True,
+        )
+    )
+
+
+def _deadline_failure() -> AttemptFailed:
+    return AttemptFailed(Failure("timeout", "timed out: TimeoutError", maybe_applied=True))
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -551,7 +1237,9 @@ def _root_cause(exc: BaseException) -> str:
         # interrupted the await with: that is the mechanism, not the reason.
         if isinstance(current, asyncio.CancelledError):
             break
-    return type(last).__name__
+    name = type(last).__name__
+    # A connection the watchdog (or the server) ended mid-answer.
+    return "TimeoutError" if name == "timeout" else name
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -571,25 +1259,3 @@ def _never_sent(exc: BaseException) -> bool:
             a for a in (*current.args, reason, current.__cause__) if isinstance(a, BaseException)
         )
     return False
-
-
-def _scrubbed(received: QfRequest, sent: QfRequest) -> QfRequest:
-    """The request as the SDK would report it, with the Authorization value masked."""
-    received.headers = {
-        k: (MASK if k.lower() == "authorization" else v) for k, v in received.headers.items()
-    }
-    received.json_body = copy.deepcopy(sent.json_body)
-    received.retry_config = sent.retry_config
-    return received
-
-
-def _add_statistics(
-    reply: QfResponse, started: float, started_ms: int, request_latency: float
-) -> None:
-    # The keys the SDK's latency decorator fills in, for drop-in callers.
-    total = time.perf_counter() - started
-    reply.statistic["request_latency"] = request_latency
-    reply.statistic["total_latency"] = total
-    reply.statistic["start_timestamp"] = started_ms
-    reply.statistic["avg_output_tokens_per_second"] = 0.0
-
