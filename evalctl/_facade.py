@@ -14,7 +14,7 @@ from evalctl import _operations
 from evalctl._api import ApiVersion
 from evalctl._config import RetryPolicy, get_clock
 from evalctl._credentials import resolve_credentials
-from evalctl._errors import ConfigurationError
+from evalctl._errors import ConfigurationError, MissingCredentialsError
 from evalctl._generations import Generation, generation
 from evalctl._ids import TaskId, validate_task_id
 from evalctl._model import CancelResult, EvalTask
@@ -308,7 +308,11 @@ def new_session(
     accepts: `host` (scheme://host[:port]) is honoured, the rest ignored.
     """
     config = get_config()
-    credentials = resolve_credentials(ak, sk, config.ACCESS_KEY, config.SECRET_KEY)
+    ak = ak or config.ACCESS_KEY
+    sk = sk or config.SECRET_KEY
+    if not isinstance(ak, str) or not isinstance(sk, str) or not ak.strip() or not sk.strip():
+        raise MissingCredentialsError()
+    credentials = resolve_credentials(ak, sk, None, None)
     _check_endpoint(str(config.CONSOLE_API_BASE_URL))
     clock = get_clock()
     host = requestor_kwargs.get("host")

@@ -92,7 +92,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -555,7 +555,7 @@ class _Endpoint:
     base_url: str  # scheme://host[:port][/path], no userinfo
     shown: str  # scheme://host:port, for messages
     verify: bool
-    proxy: str | None
+    proxy: str | None = field(repr=False)  # may carry a proxy password
 
 
 def _endpoint(host: str | None) -> _Endpoint:
@@ -673,6 +673,9 @@ def _sign_headers(
         "request-source": _REQUEST_SOURCE,
         **base_headers,
     }
+    problem = _header_problem({"Authorization": credentials.access_key()})
+    if problem is not None:
+        return problem
     timestamp = time.time()
     headers["x-bce-date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(timestamp)))
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -831,6 +834,7 @@ def _exchange(
     prepared.headers = requests.structures.CaseInsensitiveDict(outgoing.headers.open())
     prepared.body = outgoing.data
     prepared.headers["Content-Length"] = str(len(outgoing.data))
+    prepared.prepare_cookies(requests.cookies.RequestsCookieJar())  # none: a fresh jar
     proxies = {"http": endpoint.proxy, "https": endpoint.proxy} if endpoint.proxy else {}
     # Environment proxies and CA bundle, as `requests.request` (the SDK) honours them.
     settings = session.merge_environment_settings(
