@@ -88,10 +88,11 @@ import math
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -481,14 +482,14 @@ class Wire:
 
         It is closed when the loop's async generators are shut down (as
         `asyncio.run` does before closing the loop), by `aclose()`, or
-        detached by `close()` once its loop is closed.
+        by `close()` once its loop is closed.
         """
         loop = asyncio.get_running_loop()
         with self._lock:
             entry = self._async.get(loop)
             if entry is not None and not entry.session.closed:
                 return entry.session
-            entry = _LoopSession(aiohttp.ClientSession(trust_env=False))
+            entry = _LoopSession(aiohttp.ClientSession(trust_env=False), loop)
             self._async[loop] = entry
         await entry.start()
         return entry.session
@@ -501,7 +502,7 @@ class Wire:
         if session is not None:
             session.close()
         for entry in stale:
-            entry.session.detach()
+            entry.close_if_loop_closed()
 
     async def aclose(self) -> None:
         """`close()`, and close the aiohttp session of the running loop."""
@@ -517,22 +518,60 @@ class Wire:
 
 
 class _LoopSession:
-    """An aiohttp session and the async generator that closes it with its loop."""
+    """An aiohttp session and the async generator that closes it with its loop.
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    The loop knows the generator (its async-generator hooks saw it start), so
+    `loop.shutdown_asyncgens()` — which `asyncio.run` calls before closing
+    the loop — closes it, and that closes the session. A loop closed without
+    that (`loop.close()` alone) is handled by the generator's finalizer and
+    by `Wire.close()`: once the loop is closed, closing the session needs no
+    loop, so it is done on the spot.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
         self.session = session
+        self._loop = loop
         self._closer = self._close_at_loop_end()
 
     async def start(self) -> None:
-        # The loop's async-generator hooks now know the generator; at
-        # `shutdown_asyncgens()` they close it, which closes the session.
-        await self._closer.__anext__()
+        hooks = sys.get_asyncgen_hooks()
+        # The loop's `firstiter` registers the generator for shutdown_asyncgens;
+        # our finalizer replaces the loop's (which fails once the loop is closed).
+        # The generator runs to its `yield` without suspending: nothing else
+        # runs while the hooks are swapped.
+        sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=self._finalize)
+        try:
+            await self._closer.__anext__()
+        finally:
+            sys.set_asyncgen_hooks(*hooks)
 
-    async def _close_at_loop_end(self) -> Any:
+    async def _close_at_loop_end(self) -> AsyncGenerator[None, None]:
         try:
             yield
         finally:
             await self.session.close()
+
+    def _finalize(self, generator: Any) -> None:
+        if self._loop.is_closed():
+            _run_now(generator.aclose())
+        else:
+            self._loop.call_soon_threadsafe(self._loop.create_task, generator.aclose())
+
+    def close_if_loop_closed(self) -> None:
+        if self._loop.is_closed():
+            _run_now(self._closer.aclose())
+
+
+def _run_now(awaitable: Any) -> None:
+    """Drive a coroutine that needs no event loop (closing on a closed loop) to its end."""
+    steps = awaitable.__await__()
+    try:
+        steps.send(None)
+    except StopIteration:
+        return
+    except Exception:  # noqa: BLE001 - closing is best effort
+        return
+    steps.close()
 
 
 _SHARED: Wire | None = None

@@ -173,3 +173,33 @@ def test_aclose_closes_the_running_loops_session(emulator: Emulator) -> None:
 def test_the_shared_wire_is_one_per_process() -> None:
     assert Wire.shared() is Wire.shared()
     assert Wire() is not Wire.shared()
+
+
+def test_wire_close_closes_the_session_of_a_loop_closed_without_shutdown(
+    emulator: Emulator,
+) -> None:
+    """`loop.run_until_complete` + `loop.close()`, the older idiom: `close()` still closes it."""
+    task_id = emulator.add_task()
+    wire = Wire()
+
+    async def one() -> None:
+        await asend(
+            wire,
+            _api.V1_DETAIL_ROUTE,
+            "",
+            {"id": task_id},
+            credentials_of(emulator),
+            None,
+            5.0,
+            Redactor(),
+        )
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(one())
+        session = loop.run_until_complete(wire.aiohttp_session())
+        assert not session.closed
+    finally:
+        loop.close()
+    wire.close()
+    assert session.closed
