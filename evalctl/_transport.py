@@ -710,7 +710,6 @@ def _sign_headers(
         "Content-Type": "application/json",
         "Host": parts.netloc,
         "request-source": _REQUEST_SOURCE,
-        **base_headers,
     }
     problem = _header_problem({"Authorization": credentials.access_key()})
     if problem is not None:
@@ -732,6 +731,9 @@ def _sign_headers(
         headers["Authorization"] = authorization.decode("ascii")
     except Exception as exc:  # noqa: BLE001 - args may hold a key: only the type is kept
         return f"the request could not be signed ({type(exc).__name__})"
+    # The HTTP client's own headers (User-Agent, Accept, Connection, ...) go
+    # unsigned, as with the SDK: a proxy may rewrite hop-by-hop headers.
+    headers = {**base_headers, **headers}
     problem = _header_problem(headers)
     return problem if problem is not None else _Sealed(headers)
 

@@ -203,3 +203,22 @@ def test_wire_close_closes_the_session_of_a_loop_closed_without_shutdown(
         loop.close()
     wire.close()
     assert session.closed
+
+
+def test_the_signature_covers_exactly_the_headers_the_sdk_signs(emulator: Emulator) -> None:
+    """Content-Type, Host, request-source, x-bce-date — not the client's hop-by-hop headers."""
+    from evalctl._transport import _sign_headers
+
+    url = f"{emulator.base_url}{_api.V1_DETAIL_ROUTE}?Action="
+    signed = _sign_headers(url, credentials_of(emulator), {"Connection": "keep-alive"})
+
+    assert not isinstance(signed, str)
+    headers = signed.open()
+    _, ak, _, expiry, names, _ = headers["Authorization"].split("/")
+    from qianfan import get_config
+
+    assert (ak, expiry) == (emulator.ak, str(get_config().IAM_SIGN_EXPIRATION_SEC))
+    assert sorted(names.split(";")) == ["content-type", "host", "request-source", "x-bce-date"]
+    assert headers["Connection"] == "keep-alive"
+    assert headers["Host"] == urlsplit(emulator.base_url).netloc
+    assert "bce-auth-v1" not in repr(signed)
