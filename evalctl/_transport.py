@@ -851,19 +851,17 @@ def send(
     if failure is not None:
         raise failure
     assert exchanged is not None
-    status, headers, content, latency = exchanged
-    return _reply(
-        status,
-        headers,
-        content,
+    read = _reply(
+        *exchanged,
         redactor,
         outgoing,
         outgoing.headers.masked(),
-        latency,
         started,
         started_ms,
         timeout,
     )
+    exchanged = None  # no frame keeps the raw answer when a failure is raised
+    return _raised_or(read)
 
 
 def _exchange(
@@ -960,18 +958,21 @@ async def asend(
         raise failure
     assert exchanged is not None
     status, headers, content, latency, sent_headers = exchanged
-    return _reply(
+    exchanged = None  # no frame keeps the raw answer when a failure is raised
+    read = _reply(
         status,
         headers,
         content,
+        latency,
         redactor,
         outgoing,
         sent_headers,
-        latency,
         started,
         started_ms,
         timeout,
     )
+    del content
+    return _raised_or(read)
 
 
 async def _aexchange(
@@ -1020,15 +1021,21 @@ def _reply(
     status: int,
     headers: Mapping[str, str],
     content: bytes | None,
+    latency: float,
     redactor: Redactor,
     outgoing: _Outgoing,
     sent_headers: Mapping[str, str],
-    latency: float,
     started: float,
     started_ms: int,
     timeout: float,
-) -> Reply:
-    body, duplicates, log_id = _judge(status, headers, content, redactor)
+) -> Reply | AttemptFailed:
+    """The `Reply`, or the failure to raise — with no traceback, so no frame
+    that held the raw answer (a detail carries the judge app's keys) stays
+    reachable from it."""
+    try:
+        body, duplicates, log_id = _judge(status, headers, content, redactor)
+    except AttemptFailed as failed:
+        return failed.with_traceback(None)
     return Reply(
         status=status,
         headers=dict(headers),
@@ -1043,6 +1050,12 @@ def _reply(
         start_timestamp=started_ms,
         timeout=timeout,
     )
+
+
+def _raised_or(read: Reply | AttemptFailed) -> Reply:
+    if isinstance(read, AttemptFailed):
+        raise read
+    return read
 
 
 def interpret(

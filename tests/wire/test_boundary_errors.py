@@ -150,3 +150,19 @@ def test_a_broken_proxy_setting_is_a_failure_without_the_proxy_password(
     assert caught.value.__cause__ is None
     _assert_no_secret(caught.value, "PXsentinel-0123456789", emulator.sk)
     assert emulator.requests == []
+
+
+def test_a_failed_answer_leaves_no_frame_holding_the_raw_body(
+    flavour: Flavour, emulator: Emulator
+) -> None:
+    """A 2xx error envelope that carries an app secret: the failure's frames do not hold it."""
+    emulator.serve_raw(
+        b'{"error_code": 336000, "error_msg": "x", "appSk": "APPsentinel-0123456789"}',
+        route=DETAIL,
+    )
+
+    with pytest.raises(AttemptFailed) as caught:
+        call(flavour, DETAIL, "", {"id": "ame-x"}, Credentials(emulator.ak, emulator.sk))
+
+    assert caught.value.failure.kind == "envelope"
+    _assert_no_secret(caught.value, "APPsentinel-0123456789", emulator.sk)
