@@ -579,8 +579,11 @@ _SHARED_LOCK: Final = threading.Lock()
 
 
 def _forget_shared_after_fork() -> None:
+    # The child must not share the parent's sockets, nor a watchdog lock that
+    # another thread of the parent may have held at the fork.
     global _SHARED
     _SHARED = None
+    _WATCHDOG.__init__()  # type: ignore[misc]
 
 
 os.register_at_fork(after_in_child=_forget_shared_after_fork)

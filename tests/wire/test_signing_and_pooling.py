@@ -222,3 +222,24 @@ def test_the_signature_covers_exactly_the_headers_the_sdk_signs(emulator: Emulat
     assert headers["Connection"] == "keep-alive"
     assert headers["Host"] == urlsplit(emulator.base_url).netloc
     assert "bce-auth-v1" not in repr(signed)
+
+
+def test_one_wire_serves_many_threads(emulator: Emulator) -> None:
+    """The drop-in's process-wide wire is used from any thread: every request is signed right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    task_id = emulator.add_task()
+    wire = Wire()
+    creds = credentials_of(emulator)
+
+    def one(_: int) -> int:
+        reply = send(wire, _api.V1_DETAIL_ROUTE, "", {"id": task_id}, creds, None, 5.0, Redactor())
+        return reply.status
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(one, range(80)))
+
+    assert statuses == [200] * 80
+    assert [r.signature_valid for r in emulator.requests] == [True] * 80
+    assert emulator.connections_opened <= 8 + 2  # pooled: about one per thread
+    wire.close()
