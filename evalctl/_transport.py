@@ -2,21 +2,23 @@
 
 Public surface (what the rest of evalctl codes against)::
 
-    MAX_BODY_BYTES: Final[int]            # 8 MiB: a larger answer is refused
+    MAX_BODY_BYTES: Final = 8 * 1024 * 1024   # a larger answer is refused
 
-    class Wire:                           # connection pools + nothing else
+    class Wire:                           # connection pools, nothing else
         def __init__(self) -> None
         @classmethod
         def shared(cls) -> Wire           # one per process (drop-in), closed at exit
-        def close(self) -> None           # the requests pool (and any aiohttp pool)
-        async def aclose(self) -> None    # the aiohttp pool of the running loop + close()
+        def requests_session(self) -> requests.Session          # lazily, pooled
+        async def aiohttp_session(self) -> aiohttp.ClientSession  # per running loop
+        def close(self) -> None           # idempotent; reopens on next use
+        async def aclose(self) -> None    # + the running loop's aiohttp session
 
     @dataclass(frozen=True, eq=False)
-    class Reply:
+    class Reply:                          # one 2xx JSON answer, read once
         status: int
         headers: Mapping[str, str]        # response headers
-        body: dict[str, Any]              # the parsed 2xx JSON object
-        duplicate_keys: bool              # any object in the body repeated a key
+        body: dict[str, Any]              # the parsed JSON object
+        duplicate_keys: bool              # some object repeated a key
         log_id: str | None                # parsed once, redacted
         url: str                          # the absolute URL as sent
         sent_body: dict[str, Any]         # the body as sent (what `guard` returned)
@@ -24,24 +26,31 @@ Public surface (what the rest of evalctl codes against)::
         request_latency: float            # seconds on the wire
         total_latency: float              # seconds in `send`
         start_timestamp: int              # ms since the epoch
+        timeout: float = 0.0              # the attempt's budget
         def to_qf_response(self) -> QfResponse   # the drop-in's answer, as the SDK's
 
-    def send(wire, route, action, body, credentials, clearance, timeout, redactor,
-             *, host=None) -> Reply
-    async def asend(wire, route, action, body, credentials, clearance, timeout,
-                    redactor, *, host=None) -> Reply
-        wire: Wire; route: str ("/api/v1/..." or "/v2/..."); action: str ("" for
-        v1: the SDK sends `?Action=` then too); body: Mapping[str, Any];
-        credentials: evalctl._credentials.Credentials; clearance:
-        evalctl._stopguard.Clearance | None; timeout: float (TOTAL wall time of
-        the attempt: connect + send + headers + body); redactor: Redactor;
-        host: the SDK's `host=` override (scheme://host[:port]) or None.
-        Raises AttemptFailed(Failure) for anything the retry loop judges
-        (timeouts, connection failures, HTTP >= 300, 2xx error envelopes,
-        non-JSON, oversized or malformed answers), UnsafeRequestError from the
-        stop guard (nothing sent), and EvalctlError (ConfigurationError /
-        TransportError) for anything else raised while building, signing or
-        sending — never a foreign exception, never one chained to a secret.
+    def send(wire: Wire, route: str, action: str, body: Mapping[str, Any],
+             credentials: Credentials, clearance: Clearance | None,
+             timeout: float, redactor: Redactor, *, host: str | None = None) -> Reply
+    async def asend(...same...) -> Reply
+
+        route: "/wenxinworkshop/..." or "/v2/eval"; action: the `Action`
+        query value ("" on v1: the SDK sends `?Action=` then too); body: the
+        caller's mapping (never sent as such: `guard` returns what is sent);
+        credentials: `evalctl._credentials.Credentials`; clearance:
+        `evalctl._stopguard.Clearance` for a stop, else None; timeout: TOTAL
+        wall time of the attempt (connect + send + headers + body); host: the
+        SDK requestor's `host=` override (scheme://host[:port]) or None.
+
+        Raises:
+            AttemptFailed(Failure): what the retry loop judges — timeouts,
+                connection failures (naming scheme://host:port only), HTTP
+                >= 300, 2xx error envelopes, non-JSON, oversized or malformed
+                answers. Raised with no `__context__`.
+            UnsafeRequestError: from the stop guard; nothing sent.
+            ConfigurationError: the request cannot be built (a route that is
+                no URL, a body that is no JSON, a key or header value HTTP
+                cannot carry); nothing sent, no `__cause__`/`__context__`.
 
     Failure, AttemptFailed, interpret(status, headers, content, redactor),
     log_id_of(body, redactor), SignerLogMask       # as before
@@ -217,13 +226,15 @@ class Reply:
     """
 
     status: int
-    headers: Mapping[str, str]
-    body: dict[str, Any]
+    # Not in the repr: a detail body carries the judge app's keys, and a
+    # frame holding a Reply must not show them in a traceback with locals.
+    headers: Mapping[str, str] = field(repr=False)
+    body: dict[str, Any] = field(repr=False)
     duplicate_keys: bool
     log_id: str | None
     url: str
-    sent_body: dict[str, Any]
-    request_headers: Mapping[str, str]
+    sent_body: dict[str, Any] = field(repr=False)
+    request_headers: Mapping[str, str] = field(repr=False)
     request_latency: float
     total_latency: float
     start_timestamp: int

@@ -113,6 +113,7 @@ def test_the_drop_in_reply_masks_authorization_and_keeps_the_sdk_shape(
     assert headers["authorization"] == MASK
     assert headers["request-source"].startswith("qianfan_py_sdk_v")
     assert "bce-auth-v1" not in repr(qf) + repr(reply)
+    assert task_id not in repr(reply)  # no body in the repr (a detail holds app keys)
     assert reply.log_id == reply.body["log_id"]
 
 
