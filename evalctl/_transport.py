@@ -88,6 +88,7 @@ import atexit
 import contextlib
 import copy
 import email.utils
+import functools
 import heapq
 import importlib
 import itertools
@@ -814,6 +815,41 @@ def _bad_route(route: str, redactor: Redactor) -> ConfigurationError:
     return ConfigurationError(f"cannot build a URL from the route {redactor(route, 100)!r}")
 
 
+def _origin(url: str) -> str | None:
+    """scheme://host:port of `url` (None with userinfo, or when unreadable)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.username is not None or parts.password is not None or not parts.hostname:
+        return None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+@functools.lru_cache(maxsize=64)
+def _expected_origin(base_url: str, flavour: str) -> str | None:
+    """The origin the client makes of the endpoint itself (IDNA, case, port)."""
+    endpoint = _Endpoint(base_url, "", True, None)
+    url = _sync_url(endpoint, "/", "") if flavour == "sync" else _async_url(endpoint, "/", "")
+    return None if url is None else _origin(str(url))
+
+
+def _check_origin(endpoint: _Endpoint, url: str, flavour: str, route: str) -> None:
+    """A route must not move the request to another host (`@host`, `:port`...).
+
+    The SDK concatenates base URL and route; a route such as
+    ``@attacker.example/x`` would send the signed request elsewhere.
+    """
+    if _origin(url) != _expected_origin(endpoint.base_url, flavour) or _origin(url) is None:
+        raise ConfigurationError(
+            f"the route would send the request to another host than {endpoint.shown};"
+            " routes are paths such as /v2/eval"
+        )
+
+
 # --- sending (sync) -------------------------------------------------------------
 
 
@@ -837,6 +873,7 @@ def send(
     url = _sync_url(endpoint, route, action)
     if url is None:
         raise _bad_route(route, redactor)
+    _check_origin(endpoint, url, "sync", route)
     outgoing = _build(url, body, credentials, clearance, requests.utils.default_headers())
     session = wire.requests_session()
     failure: AttemptFailed | None = None
@@ -951,6 +988,7 @@ async def asend(
     url = _async_url(endpoint, route, action)
     if url is None:
         raise _bad_route(route, redactor)
+    _check_origin(endpoint, str(url), "async", route)
     outgoing = _build(str(url), body, credentials, clearance, {})
     session = await wire.aiohttp_session()
     failure: AttemptFailed | None = None

@@ -166,3 +166,34 @@ def test_a_failed_answer_leaves_no_frame_holding_the_raw_body(
 
     assert caught.value.failure.kind == "envelope"
     _assert_no_secret(caught.value, "APPsentinel-0123456789", emulator.sk)
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "@127.0.0.2/wenxinworkshop/modelrepo/eval/detail",
+        ":1/wenxinworkshop/modelrepo/eval/detail",
+        ".evil.example/wenxinworkshop/modelrepo/eval/detail",
+    ],
+    ids=["userinfo", "port", "host-suffix"],
+)
+def test_a_route_cannot_move_the_signed_request_to_another_host(
+    flavour: Flavour, emulator: Emulator, route: str
+) -> None:
+    """The SDK concatenates base URL and route; evalctl refuses a route that changes the host."""
+    with pytest.raises(ConfigurationError, match=r"another host than|cannot build a URL"):
+        call(flavour, route, "", {"id": "ame-x"}, Credentials(emulator.ak, emulator.sk))
+
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize("route", [".evil.example/v2/eval", "@evil.example/v2/eval"])
+def test_a_route_cannot_extend_a_portless_host(flavour: Flavour, route: str) -> None:
+    """`https://qianfan.baidubce.com` + `.evil.example/...` would be another host: refused."""
+    with (
+        pointed_to("https://qianfan.baidubce.com"),
+        pytest.raises(
+            ConfigurationError, match=r"another host than https://qianfan\.baidubce\.com:443"
+        ),
+    ):
+        call(flavour, route, "DescribeEvalTask", {"taskId": "ame-x"}, Credentials("a" * 20, SK))
