@@ -100,11 +100,16 @@ def test_the_scan_catches_each_kind_of_private_use() -> None:
     )
 
 
-def test_evalctl_does_not_use_the_sdk_requestor() -> None:
-    """Signing and sending are evalctl's own: no SDK requestor, no SDK HTTP client."""
+def test_the_wire_does_not_use_the_sdk_requestor() -> None:
+    """Signing and sending are evalctl's own: no SDK requestor or HTTP client in the wire,
+    and no evalctl class derives from the SDK's requestor (the guard may patch it)."""
+    wire = PACKAGE / "_transport.py"
+    for node in ast.walk(ast.parse(wire.read_text(), str(wire))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            assert not node.module.startswith("qianfan.resources.requestor"), node.module
+            assert node.module != "qianfan.resources.http_client", node.module
     for path in sorted(PACKAGE.rglob("*.py")):
-        tree = ast.parse(path.read_text(), str(path))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert not node.module.startswith("qianfan.resources.requestor"), path
-                assert node.module != "qianfan.resources.http_client", path
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                bases = [ast.unparse(base) for base in node.bases]
+                assert not any("Requestor" in base for base in bases), (path, node.name)
