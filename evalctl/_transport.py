@@ -926,20 +926,42 @@ def _exchange(
     prepared.headers["Content-Length"] = str(len(outgoing.data))
     prepared.prepare_cookies(requests.cookies.RequestsCookieJar())  # none: a fresh jar
     proxies = {"http": endpoint.proxy, "https": endpoint.proxy} if endpoint.proxy else {}
-    # Environment proxies and CA bundle, as `requests.request` (the SDK) honours them.
-    settings = session.merge_environment_settings(
-        outgoing.url, proxies, True, endpoint.verify, None
-    )
+    # Environment proxies and CA bundle, as `requests.request` (the SDK) honours
+    # them — without scanning the whole environment when no proxy is set.
+    if _proxy_environment():
+        for scheme, proxy in requests.utils.get_environ_proxies(outgoing.url).items():
+            proxies.setdefault(scheme, proxy)
+    verify: bool | str = endpoint.verify
+    if verify is True:
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     remaining = max(deadline.at - time.monotonic(), 0.001)
     sent = time.perf_counter()
     response = session.send(
-        prepared, timeout=(remaining, remaining), allow_redirects=False, **settings
+        prepared,
+        stream=True,
+        timeout=(remaining, remaining),
+        verify=verify,
+        proxies=proxies,
+        allow_redirects=False,
     )
     try:
         content = _read_capped(response, deadline)
         return response.status_code, response.headers, content, time.perf_counter() - sent
     finally:
         response.close()
+
+
+# The variables `requests` reads proxies from for an http(s) URL.
+_PROXY_VARIABLES: Final = tuple(
+    name
+    for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "request_method")
+    for name in (base, base.upper())
+)
+
+
+def _proxy_environment() -> bool:
+    environ = os.environ
+    return any(name in environ for name in _PROXY_VARIABLES)
 
 
 def _read_capped(response: requests.Response, deadline: _Deadline) -> bytes | None:

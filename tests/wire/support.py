@@ -66,6 +66,7 @@ class HostileServer:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self.endings: list[str] = []
+        self.heads: list[bytes] = []  # each request's request line and headers
         self.finished = threading.Event()
 
     @property
@@ -83,7 +84,7 @@ class HostileServer:
             with conn:
                 conn.settimeout(10)
                 try:
-                    _read_request(conn)
+                    self.heads.append(_read_request(conn))
                     self._answer(conn)
                     self.endings.append("done")
                 except OSError as exc:
@@ -100,12 +101,12 @@ class HostileServer:
         self._thread.join(5)
 
 
-def _read_request(conn: socket.socket) -> None:
+def _read_request(conn: socket.socket) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
         if not chunk:
-            return
+            return data
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
     length = 0
@@ -116,8 +117,9 @@ def _read_request(conn: socket.socket) -> None:
     while len(rest) < length:
         chunk = conn.recv(65536)
         if not chunk:
-            return
+            break
         rest += chunk
+    return head
 
 
 def trickle(data: bytes, interval_s: float) -> Callable[[socket.socket], None]:
