@@ -501,7 +501,7 @@ class Wire:
             entry = self._async.get(loop)
             if entry is not None and not entry.session.closed:
                 return entry.session
-            entry = _LoopSession(aiohttp.ClientSession(trust_env=False), loop)
+            entry = _LoopSession(_new_aiohttp_session(), loop)
             self._async[loop] = entry
         await entry.start()
         return entry.session
@@ -527,6 +527,16 @@ class Wire:
 
     def __repr__(self) -> str:
         return f"Wire(sync={'open' if self._session else 'idle'}, loops={len(self._async)})"
+
+
+def _new_aiohttp_session() -> aiohttp.ClientSession:
+    # Before Python 3.12.8 asyncio leaves a TLS connection open after an
+    # aborted exchange (a timed-out attempt) until the peer completes the TLS
+    # shutdown, which a trickling server never does: aiohttp then aborts the
+    # transport itself after a short grace period.
+    cleanup = bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False))
+    connector = aiohttp.TCPConnector(enable_cleanup_closed=cleanup)
+    return aiohttp.ClientSession(connector=connector, trust_env=False)
 
 
 class _LoopSession:
@@ -1376,7 +1386,14 @@ def _root_cause(exc: BaseException) -> str:
 
 def _never_sent(exc: BaseException) -> bool:
     """True when the connection was never made, so the server saw nothing."""
-    text_types = {"NewConnectionError", "ConnectionRefusedError", "NameResolutionError"}
+    # A refused connection, an unknown host, a certificate refused in the TLS
+    # handshake: the request itself was never written.
+    text_types = {
+        "NewConnectionError",
+        "ConnectionRefusedError",
+        "NameResolutionError",
+        "SSLCertVerificationError",
+    }
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 from evalctl._credentials import Credentials
@@ -59,8 +62,11 @@ class HostileServer:
     stopped it, e.g. a client that hung up).
     """
 
-    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+    def __init__(
+        self, answer: Callable[[socket.socket], None], tls: ssl.SSLContext | None = None
+    ) -> None:
         self._answer = answer
+        self._tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self._stopping = threading.Event()
@@ -71,7 +77,8 @@ class HostileServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def _serve(self) -> None:
         while not self._stopping.is_set():
@@ -84,6 +91,8 @@ class HostileServer:
             with conn:
                 conn.settimeout(10)
                 try:
+                    if self._tls is not None:
+                        conn = self._tls.wrap_socket(conn, server_side=True)
                     self.heads.append(_read_request(conn))
                     self._answer(conn)
                     self.endings.append("done")
@@ -148,3 +157,34 @@ def pointed_to(base_url: str) -> Iterator[None]:
         yield
     finally:
         config.CONSOLE_API_BASE_URL = saved
+
+
+def self_signed_tls(directory: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1 (openssl)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
