@@ -712,6 +712,23 @@ class _Outgoing:
         return f"<request POST {self.url}>"
 
 
+def _guarded(
+    url: str, body: Mapping[str, Any], clearance: Clearance | None
+) -> dict[str, Any] | str:
+    """What `guard` returns, or why the caller's body could not be read.
+
+    `UnsafeRequestError` (and any evalctl error) passes through; anything
+    else — a mapping changed by another thread while it was copied, a
+    mapping whose methods fail — is reduced to its type, and nothing is sent.
+    """
+    try:
+        return _stopguard.guard(url, body, clearance)
+    except EvalctlError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the caller's object: keep only the type
+        return f"the request body could not be read ({type(exc).__name__}); nothing was sent"
+
+
 def _serialise(body: Mapping[str, Any]) -> bytes | str:
     """JSON bytes of the body to send, or the reason it cannot be sent."""
     try:
@@ -789,7 +806,10 @@ def _build(
     base_headers: Mapping[str, str],
 ) -> _Outgoing:
     """The choke point: guard the URL as sent, serialise the guarded body, sign."""
-    sent_body = _stopguard.guard(url, body, clearance)  # raises UnsafeRequestError
+    guarded = _guarded(url, body, clearance)  # raises UnsafeRequestError
+    if isinstance(guarded, str):
+        raise ConfigurationError(guarded)
+    sent_body = guarded
     data = _serialise(sent_body)
     if isinstance(data, str):
         raise ConfigurationError(data)
@@ -808,7 +828,7 @@ def _sync_url(endpoint: _Endpoint, route: str, action: str) -> str | None:
         # invalid characters escaped): apply its public parser so the URL
         # guarded and signed is byte for byte the one sent.
         return urllib3.util.parse_url(prepared.url or "")._replace(fragment=None).url
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ValueError):
+    except Exception:  # noqa: BLE001 - any route the client cannot make a URL of
         return None
 
 
@@ -817,7 +837,7 @@ def _async_url(endpoint: _Endpoint, route: str, action: str) -> yarl.URL | None:
     try:
         url = yarl.URL(endpoint.base_url + route).with_fragment(None)
         return url.extend_query({"Action": action})
-    except (TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - any route the client cannot make a URL of
         return None
 
 

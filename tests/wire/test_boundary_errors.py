@@ -217,3 +217,29 @@ def test_a_route_cannot_extend_a_portless_host(flavour: Flavour, route: str) -> 
         ),
     ):
         call(flavour, route, "DescribeEvalTask", {"taskId": "ame-x"}, Credentials("a" * 20, SK))
+
+
+class _Hostile(dict[str, object]):
+    """A caller's mapping that fails while it is read."""
+
+    def keys(self) -> object:  # type: ignore[override]
+        raise RuntimeError(f"dictionary changed size during iteration {SK}")
+
+    def __iter__(self) -> object:  # type: ignore[override]
+        raise RuntimeError(f"dictionary changed size during iteration {SK}")
+
+
+def test_a_body_that_fails_while_read_is_an_evalctl_error_unsent(
+    flavour: Flavour, emulator: Emulator
+) -> None:
+    body = _Hostile(id="ame-x")
+
+    with pytest.raises(ConfigurationError) as caught:
+        call(flavour, DETAIL, "", body, Credentials(emulator.ak, emulator.sk))
+
+    assert str(caught.value) == (
+        "the request body could not be read (RuntimeError); nothing was sent"
+    )
+    assert (caught.value.__cause__, caught.value.__context__) == (None, None)
+    _assert_no_secret(caught.value, SK)
+    assert emulator.requests == []
