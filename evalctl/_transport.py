@@ -867,7 +867,7 @@ def _expected_origin(base_url: str, flavour: str) -> str | None:
     return None if url is None else _origin(str(url))
 
 
-def _check_origin(endpoint: _Endpoint, url: str, flavour: str, route: str) -> None:
+def _check_origin(endpoint: _Endpoint, url: str, flavour: str) -> None:
     """A route must not move the request to another host (`@host`, `:port`...).
 
     The SDK concatenates base URL and route; a route such as
@@ -903,7 +903,7 @@ def send(
     url = _sync_url(endpoint, route, action)
     if url is None:
         raise _bad_route(route, redactor)
-    _check_origin(endpoint, url, "sync", route)
+    _check_origin(endpoint, url, "sync")
     outgoing = _build(url, body, credentials, clearance, requests.utils.default_headers())
     session = wire.requests_session()
     failure: AttemptFailed | None = None
@@ -1040,7 +1040,7 @@ async def asend(
     url = _async_url(endpoint, route, action)
     if url is None:
         raise _bad_route(route, redactor)
-    _check_origin(endpoint, str(url), "async", route)
+    _check_origin(endpoint, str(url), "async")
     outgoing = _build(str(url), body, credentials, clearance, {})
     session = await wire.aiohttp_session()
     failure: AttemptFailed | None = None
