@@ -936,7 +936,7 @@ def send(
         *exchanged,
         redactor,
         outgoing,
-        outgoing.headers.masked(),
+        {**outgoing.headers.masked(), "Content-Length": str(len(outgoing.data))},
         started,
         started_ms,
         timeout,
