@@ -8,6 +8,9 @@ had sent everything (a client that waited would let it finish).
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
+
 import pytest
 
 from evalctl._credentials import Credentials
@@ -26,28 +29,27 @@ def flavour(request: pytest.FixtureRequest) -> Flavour:
     return request.param  # type: ignore[no-any-return]
 
 
-def _answer_trickling_headers() -> bytes:
-    return JSON_HEAD + f"Content-Length: {len(BODY)}\r\n\r\n".encode() + BODY
+WHOLE = JSON_HEAD + f"Content-Length: {len(BODY)}\r\n\r\n".encode() + BODY
+
+
+def _trickling(phase: str) -> Callable[[socket.socket], None]:
+    """Trickle the whole answer, or send the headers at once and trickle the body."""
+    if phase == "headers":
+        return trickle(WHOLE, BYTE_EVERY_S)
+    head, _, body = WHOLE.partition(b"\r\n\r\n")
+
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(head + b"\r\n\r\n")
+        trickle(body, BYTE_EVERY_S)(conn)
+
+    return answer
 
 
 @pytest.mark.parametrize("phase", ["headers", "body"])
 def test_a_trickling_server_cannot_hold_an_attempt_past_its_timeout(
     flavour: Flavour, phase: str
 ) -> None:
-    whole = _answer_trickling_headers()
-    if phase == "headers":
-        answer = trickle(whole, BYTE_EVERY_S)
-    else:
-        head, _, body = whole.partition(b"\r\n\r\n")
-
-        def answer(conn: object, head: bytes = head, body: bytes = body) -> None:
-            import socket
-
-            assert isinstance(conn, socket.socket)
-            conn.sendall(head + b"\r\n\r\n")
-            trickle(body, BYTE_EVERY_S)(conn)
-
-    with HostileServer(answer) as server, pointed_to(server.base_url):
+    with HostileServer(_trickling(phase)) as server, pointed_to(server.base_url):
         with pytest.raises(AttemptFailed) as caught:
             call(
                 flavour,
@@ -69,13 +71,9 @@ def test_a_trickling_server_cannot_hold_an_attempt_past_its_timeout(
 
 def test_an_answer_within_the_timeout_is_read_whole(flavour: Flavour) -> None:
     """The same server, fast enough: the deadline machinery does not cut a good answer."""
-    whole = _answer_trickling_headers()
 
-    def answer(conn: object) -> None:
-        import socket
-
-        assert isinstance(conn, socket.socket)
-        conn.sendall(whole)
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(WHOLE)
 
     with HostileServer(answer) as server, pointed_to(server.base_url):
         reply = call(
