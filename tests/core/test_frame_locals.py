@@ -12,8 +12,9 @@ hold the keys the test passes.
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from evalctl import (
     RetryPolicy,
     StopUnconfirmedError,
 )
+from evalctl._transport import Reply
 from evalctl.emulator import Emulator, pointed_at
 from evalctl.emulator._defaults import DEFAULT_APP_AK, DEFAULT_APP_SK
 
@@ -69,10 +71,53 @@ def _rendered(error: BaseException) -> list[str]:
     return shown
 
 
+def _held(value: object, depth: int = 0) -> Iterator[str]:
+    """Every string reachable from `value` through containers and dataclass fields."""
+    if depth > 6:
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Reply):
+        yield "<a raw Reply>"
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _held(key, depth + 1)
+            yield from _held(item, depth + 1)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _held(item, depth + 1)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _held(getattr(value, f.name), depth + 1)
+
+
+def _frame_values(error: BaseException) -> Iterator[str]:
+    """What the frames of the error chain hold, whatever their reprs show."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if not str(Path(frame.f_code.co_filename).resolve()).startswith(TESTS_DIR):
+                for value in frame.f_locals.values():
+                    yield from _held(value)
+            tb = tb.tb_next
+        pending.extend([current.__cause__, current.__context__])
+
+
 def _assert_clean(error: BaseException) -> None:
     text = "\n".join(_rendered(error))
     for secret in SECRETS:
         assert secret[:10] not in text, f"{secret[:4]}… in a frame of {type(error).__name__}"
+    held = list(_frame_values(error))
+    assert "<a raw Reply>" not in held, "a frame keeps a raw reply"
+    for secret in SECRETS:
+        assert not any(secret[:10] in value for value in held), f"a frame holds {secret[:4]}…"
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None:
