@@ -338,7 +338,13 @@ def _stop(
 ) -> Operation[_Stopped]:
     """Send the stop; before any resend a fresh verdict, after a read if it may have worked."""
     task_id = clearance.task_id
-    req = _stop_request(generation, task_id)
+    req = Request(
+        "stop",
+        generation.stop_route,
+        generation.stop_action,
+        generation.body(task_id),
+        str(task_id),
+    )
     redactor = session.redactor
 
     def read(reply: Reply) -> _StopAnswer | _Stopped:
@@ -361,19 +367,6 @@ def _stop(
     if not ended.accepted:
         raise CancelRejectedError(str(task_id), None, ended.reason, ended.log_id)
     return "cancelled", _api.V1_STOPPING
-
-
-def _stop_request(
-    generation: Generation, task_id: TaskId, errors: Purpose | None = None
-) -> Request:
-    return Request(
-        "stop",
-        generation.stop_route,
-        generation.stop_action,
-        generation.body(task_id),
-        str(task_id),
-        errors,
-    )
 
 
 def _decide_again(
@@ -476,7 +469,7 @@ def call_action(
 ) -> Operation[QfResponse]:
     """The drop-in `call_action`: any console call, with the pre-check before a stop.
 
-    A stop is sent on the generation's own route with a body built from the
+    A stop is sent on the caller's route with a body built from the
     validated id; the caller's `params` are read once, for that id. Every
     stop request follows a STOP verdict for this task in this operation;
     after an ambiguous failure a fresh detail read comes first. A task that
@@ -493,7 +486,9 @@ def call_action(
     if decide(task) is not Verdict.STOP:  # refuses manual and undecided tasks
         return unsent_stop_answer(generation, task, "precheck")
     first = Clearance(generation, task_id)  # right after decide() said STOP
-    req = _stop_request(generation, task_id, errors="call")
+    # The caller's route as given: the send boundary refuses a spelling that is
+    # not exactly the stop route, rather than guess what it meant.
+    req = Request("stop", route, action, generation.body(task_id), str(task_id), "call")
     latest = task
 
     def reclear(failure: Failure | None) -> Operation[Clearance | QfResponse]:
