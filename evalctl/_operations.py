@@ -288,7 +288,7 @@ def cancel(generation: Generation, task_id: TaskId, session: Session) -> Operati
             else:
                 first = Clearance(generation, task_id)  # right after decide() said STOP
                 outcome, state_after = yield from _stop(generation, task, session, first)
-        result = _result(session, task, outcome, state_after)
+        result = _result(session, str(task_id), task.state, outcome, state_after)
         # A task found Stopping is waited for like one just stopped: wait means Stopped.
         waits = outcome in ("cancelled", "already_stopped")
         if options.wait and waits and state_after not in _FINAL_STATES:
@@ -309,12 +309,16 @@ def cancel(generation: Generation, task_id: TaskId, session: Session) -> Operati
 
 
 def _result(
-    session: Session, task: EvalTask, outcome: Outcome, state_after: str | None
+    session: Session,
+    task_id: str,
+    state_before: str | None,
+    outcome: Outcome,
+    state_after: str | None,
 ) -> CancelResult:
     return CancelResult(
-        task_id=task.task_id,
+        task_id=task_id,  # as sent
         outcome=outcome,
-        state_before=task.state,
+        state_before=state_before,
         state_after=state_after,
         log_ids=tuple(session.log_ids),
         attempts=session.attempts,
