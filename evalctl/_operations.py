@@ -409,15 +409,15 @@ def _verify(
     except TaskNotFoundError:
         raise
     except EvalctlError as error:
-        raise _unconfirmed(before, session, failure, error) from error
+        raise _unconfirmed(task_id, before, session, failure, error) from error
     try:
         verdict = decide(seen)
     except PrecheckError as error:
-        raise _unconfirmed(before, session, failure, error) from error
+        raise _unconfirmed(task_id, before, session, failure, error) from error
     _logging.event(
         "info",
         _logging.VERIFY_EVENT,
-        task_id=seen.task_id,
+        task_id=str(task_id),
         state=seen.state,
         after=failure.message,
         log_id=seen.log_id,
@@ -426,10 +426,10 @@ def _verify(
 
 
 def _unconfirmed(
-    before: EvalTask, session: Session, failure: Failure, error: EvalctlError
+    task_id: TaskId, before: EvalTask, session: Session, failure: Failure, error: EvalctlError
 ) -> StopUnconfirmedError:
     return StopUnconfirmedError(
-        before.task_id,
+        str(task_id),
         f"the stop failed ({failure.message}) and the detail read after it failed: {error}",
         session.log_ids,
         state=before.state,
