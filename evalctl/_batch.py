@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any, Final
+from typing import Final
 
 from evalctl import _logging
 from evalctl._api import ApiVersion
@@ -50,7 +50,8 @@ from evalctl._ids import TaskId, validate_task_id
 from evalctl._journal import Journal, final_record, intent_record, read_journal
 from evalctl._limits import AdaptiveRateLimiter, RetryBudget, check_qps
 from evalctl._model import CancelResult
-from evalctl._runner import Call, Operation, Session, run
+from evalctl._options import GivenKeys, Options, check_options
+from evalctl._runner import Session, run
 from evalctl._transport import Wire
 
 DEFAULT_CONCURRENCY: Final = 4
@@ -65,11 +66,6 @@ BATCH_EVENT: Final = "evalctl.batch"
 BATCH_INTERRUPTED_EVENT: Final = "evalctl.batch_interrupted"
 BATCH_ABORTED_EVENT: Final = "evalctl.batch_aborted"
 TASK_CRASHED_EVENT: Final = "evalctl.batch_task_crashed"
-
-# A syntactically valid id, used only to check the batch's settings once
-# before reading any id (the operation built for it is never run).
-_PREFLIGHT_ID: Final = "ame-preflight"
-
 
 @dataclass(frozen=True)
 class TaskReport:
@@ -198,22 +194,18 @@ def cancel_eval_tasks(
         KeyboardInterrupt: a second Ctrl-C while waiting for tasks in flight.
     """
     started = time.perf_counter()
-    policy = _preflight(dry_run, wait, wait_timeout, retry, api, ak, sk)
+    keys = GivenKeys(ak, sk)
+    del ak, sk  # no frame keeps a bare key (see `_options`)
+    options = check_options(
+        keys=keys, api=api, retry=retry, dry_run=dry_run, wait=wait, wait_timeout=wait_timeout
+    )
     workers = _check_concurrency(concurrency)
     rate = check_qps(qps)
     if resume and journal is None:
         raise ConfigurationError("resume needs a journal")
     clock = get_clock()
     batch = _Batch(
-        options={
-            "dry_run": bool(dry_run),
-            "wait": bool(wait),
-            "wait_timeout": wait_timeout,
-            "retry": policy,
-            "api": api,
-            "ak": ak,
-            "sk": sk,
-        },
+        options=options,
         api=api,
         dry_run=bool(dry_run),
         limiter=AdaptiveRateLimiter(rate, clock),
@@ -253,34 +245,6 @@ def cancel_eval_tasks(
     return result
 
 
-def _preflight(
-    dry_run: bool,
-    wait: bool,
-    wait_timeout: float,
-    retry: RetryPolicy | None,
-    api: object,
-    ak: str | None,
-    sk: str | None,
-) -> RetryPolicy:
-    """Check the settings shared by every task once; return the retry policy in force.
-
-    Raises:
-        ConfigurationError: as `cancel_eval_task` would for every task.
-    """
-    operation, session = prepare_cancel(
-        _PREFLIGHT_ID,
-        dry_run=dry_run,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        retry=retry,
-        api=api,
-        ak=ak,
-        sk=sk,
-    )
-    operation.close()  # never started: nothing is sent
-    return session.policy
-
-
 def _check_concurrency(concurrency: object) -> int:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int):
         raise ConfigurationError(f"concurrency must be an integer, got {concurrency!r}")
@@ -305,7 +269,7 @@ class _Batch:
     def __init__(
         self,
         *,
-        options: dict[str, Any],
+        options: Options,
         api: ApiVersion,
         dry_run: bool,
         limiter: AdaptiveRateLimiter,
@@ -518,17 +482,19 @@ class _Batch:
         session: Session | None = None
         try:
             operation, session = prepare_cancel(
-                task_id,
+                task_id,  # validated by `_admit` or `read_strictly`
+                self._options,
                 limiter=self._limiter,
                 budget=self._budget,
                 # One wire per worker thread: its connections are kept alive
                 # from one task to the next instead of reopened for every request.
                 wire=self._worker_wire(),
-                id_checked=True,  # by `_admit` or `read_strictly`
-                **self._options,
+                cleared=(
+                    (lambda _task: self._intent(key))
+                    if self.journal is not None and not self._dry_run
+                    else None
+                ),
             )
-            if self.journal is not None and not self._dry_run:
-                operation = _announcing_stops(operation, lambda: self._intent(key))
             report = TaskReport(key, result=run(operation, session))
         except _JournalFailed:
             raise
@@ -604,30 +570,3 @@ class _Batch:
 
     def _progress(self) -> BatchProgress:
         return BatchProgress(self._done, self._total, self._failures, self._requests)
-
-
-def _announcing_stops(
-    operation: Operation[CancelResult], before_stop: Callable[[], None]
-) -> Operation[CancelResult]:
-    """`operation`, calling `before_stop` once, right before its first stop request is yielded."""
-    announced = False
-    reply: Any = None
-    error: BaseException | None = None
-    try:
-        while True:
-            try:
-                effect = operation.throw(error) if error is not None else operation.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            if not announced and isinstance(effect, Call) and effect.purpose == "stop":
-                announced = True
-                before_stop()
-            reply, error = None, None
-            try:
-                reply = yield effect
-            except GeneratorExit:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - handed to the operation, as `run` does
-                error = exc
-    finally:
-        operation.close()

@@ -309,30 +309,20 @@ def status(
     output = _start(verbose, quiet, json_output)
     policy = _prepare_library(None)
 
-    from evalctl._errors import EXIT_OK, EvalctlError, ManualEvaluationError, PrecheckError
-    from evalctl._facade import describe_eval_task
-    from evalctl._precheck import decide
+    from evalctl._errors import EXIT_OK, EvalctlError
+    from evalctl._facade import task_status
+    from evalctl._options import GivenKeys, check_options
 
+    options = check_options(keys=GivenKeys(), api=api.value, retry=policy)
     exit_code = EXIT_OK
     for raw in ids:
-        task_id = _as_id(raw)
         try:
-            task = describe_eval_task(task_id, api=api.value, retry=policy)
+            status = task_status(_as_id(raw), options)
         except EvalctlError as error:
             output.status_error(raw, error)
             exit_code = max(exit_code, error.exit_code)
             continue
-        reason: str | None = None
-        try:
-            verdict = decide(task).value
-        except (ManualEvaluationError, PrecheckError) as refusal:
-            verdict = refusal.kind
-            reason = (
-                "includes manual evaluation"
-                if isinstance(refusal, ManualEvaluationError)
-                else refusal.reason
-            )
-        output.status(task, verdict, verdict == "stop", reason)
+        output.status(status.task, status.verdict, status.allowed, status.reason)
     raise typer.Exit(exit_code)
 
 
@@ -495,10 +485,10 @@ def _prepare_library(max_attempts: int | None, *, check: bool = True) -> RetryPo
             raise CliError(f"--max-attempts: {exc}") from None
     if check:
         from evalctl._errors import MissingCredentialsError
-        from evalctl._facade import new_session
+        from evalctl._options import GivenKeys, check_options
 
         try:
-            new_session(policy, None, None, {})
+            check_options(keys=GivenKeys(), retry=policy)
         except MissingCredentialsError:
             raise CliError(
                 "no credentials: export QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY"

@@ -58,6 +58,8 @@ class EvalctlError(qf_errors.QianfanError):
     exit_code: ClassVar[int] = EXIT_ERROR
     #: Short machine-readable name, used by the CLI's `--json` output.
     kind: ClassVar[str] = "error"
+    #: The state the pre-check read, on errors raised after that read (None if unknown).
+    state: str | None = None
 
     def __init__(self, message: str) -> None:
         # Not super(): the qianfan bases mixed in below have incompatible
@@ -154,12 +156,13 @@ class StopUnconfirmedError(EvalctlError):
     kind = "stop_unconfirmed"
 
     def __init__(
-        self, task_id: str, reason: str, log_ids: Iterable[str] = ()
+        self, task_id: str, reason: str, log_ids: Iterable[str] = (), *, state: str | None = None
     ) -> None:
         super().__init__(
             f"a stop for {task_id} may have been sent but could not be confirmed: {reason}"
         )
         self.task_id = task_id
+        self.state = state
         self.reason = reason
         self.log_ids = tuple(log_ids)
         self.log_id = self.log_ids[-1] if self.log_ids else None
@@ -220,7 +223,15 @@ class CancelRejectedError(EvalctlError):
 
 
 class RetryExhaustedError(EvalctlError):
-    """Transient failures outlasted `max_attempts` or the deadline."""
+    """Transient failures outlasted `max_attempts`, the deadline or the batch's budget.
+
+    Attributes:
+        attempts: Requests sent for the one request that gave up (a stop's
+            resends included, the detail reads between them not); 0 when the
+            deadline had passed before its first attempt.
+        last_error: The public error of its last failure (None if none was sent).
+        why: "attempts", "deadline" or "budget".
+    """
 
     exit_code = EXIT_RETRY_EXHAUSTED
     kind = "retry_exhausted"

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any, Final, cast
-from urllib.parse import urlsplit
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Final
 
-from qianfan import get_config
 from qianfan.resources.typing import QfResponse
 
 from evalctl import _operations
 from evalctl._api import ApiVersion
 from evalctl._config import RetryPolicy, get_clock
-from evalctl._credentials import resolve_credentials
-from evalctl._errors import ConfigurationError, MissingCredentialsError
-from evalctl._generations import Generation, generation
+from evalctl._errors import ConfigurationError, ManualEvaluationError, PrecheckError
 from evalctl._ids import TaskId, validate_task_id
 from evalctl._model import CancelResult, EvalTask
+from evalctl._options import GivenKeys, Options, check_options, check_policy
+from evalctl._precheck import decide
 from evalctl._redact import Redactor
 from evalctl._retry import RetryBudget
 from evalctl._runner import Operation, RateLimiter, Session, arun, run
@@ -59,39 +57,45 @@ def call_action(
         **kwargs: `retry=RetryPolicy(...)`; `ak`/`sk` for this call; the SDK's
             `request_timeout`, `retry_count`, `backoff_factor`,
             `retry_max_wait_interval`, `retry_err_codes` (mapped onto the
-            policy); anything else is passed to the SDK's requestor (`host`, ...).
+            policy); `host` (scheme://host[:port]) as the SDK's requestor takes
+            it; any other keyword is accepted and ignored.
 
     Raises:
         ManualEvaluationError, PrecheckError, TaskNotFoundError: a stop refused
             by the pre-check; nothing was sent to the stop route.
+        UnsafeRequestError: a stop body with other keys than the id field.
+        StopUnconfirmedError: a stop failed ambiguously and the detail read
+            after it failed too (a stop may have been sent).
         RetryExhaustedError: transient failures outlasted the policy.
         APICallError, HTTPStatusError, InvalidResponseError: other failures
             (also qianfan `APIError` / `RequestError`).
     """
-    session = _call_session(base_url_route, action, params, kwargs)
-    return run(_operations.call_action(base_url_route, action, params, session), session)
+    return run(*_prepare_call(base_url_route, action, params, kwargs))
 
 
 async def acall_action(
     base_url_route: str, action: str, params: dict[str, Any], **kwargs: Any
 ) -> QfResponse:
     """`call_action`, awaitable (aiohttp, as the SDK's async console requests)."""
-    session = _call_session(base_url_route, action, params, kwargs)
-    return await arun(_operations.call_action(base_url_route, action, params, session), session)
+    return await arun(*_prepare_call(base_url_route, action, params, kwargs))
 
 
-def _call_session(route: object, action: object, params: object, kwargs: dict[str, Any]) -> Session:
+def _prepare_call(
+    route: object, action: object, params: object, kwargs: dict[str, Any]
+) -> tuple[Operation[QfResponse], Session]:
+    # Popped first: the caller's `kwargs` dict keeps no key once checked.
+    keys = GivenKeys(kwargs.pop("ak", None), kwargs.pop("sk", None))
     if not isinstance(route, str) or not isinstance(action, str):
         raise ConfigurationError("base_url_route and action must be strings")
     if not isinstance(params, Mapping):
         raise ConfigurationError(f"params must be a dict, got {type(params).__name__}")
-    kwargs = dict(kwargs)
-    policy = kwargs.pop("retry", None)
-    ak = kwargs.pop("ak", None)
-    sk = kwargs.pop("sk", None)
+    policy = check_policy(kwargs.pop("retry", None))
     sdk_retry = {key: kwargs.pop(key) for key in list(kwargs) if key in _SDK_RETRY_KWARGS}
-    policy = _policy_with_sdk_kwargs(_policy(policy), sdk_retry)
-    return new_session(policy, ak, sk, kwargs)
+    options = check_options(
+        keys=keys, retry=_policy_with_sdk_kwargs(policy, sdk_retry), host=kwargs.get("host")
+    )
+    session = new_session(options)
+    return _operations.call_action(route, action, params, session), session
 
 
 def _policy_with_sdk_kwargs(policy: RetryPolicy, sdk: Mapping[str, Any]) -> RetryPolicy:
@@ -160,20 +164,19 @@ def cancel_eval_task(
         PrecheckError: the detail could not be understood (fail closed).
         TaskNotFoundError: the server does not know the id.
         CancelRejectedError: the stop route refused.
+        StopUnconfirmedError: a stop failed ambiguously and the detail read
+            after it failed too (a stop may have been sent).
         RetryExhaustedError: transient failures outlasted the policy.
         WaitTimeoutError: `wait=True` and the task was not Stopped in time.
+
+        Errors raised after the pre-check read carry `.state`, the state it read.
     """
-    operation, session = prepare_cancel(
-        task_id,
-        dry_run=dry_run,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        retry=retry,
-        api=api,
-        ak=ak,
-        sk=sk,
+    keys = GivenKeys(ak, sk)
+    del ak, sk  # no frame keeps a bare key (see `_options`)
+    options = check_options(
+        keys=keys, api=api, retry=retry, dry_run=dry_run, wait=wait, wait_timeout=wait_timeout
     )
-    return run(operation, session)
+    return run(*prepare_cancel(_checked_id(task_id, options), options))
 
 
 async def acancel_eval_task(
@@ -192,17 +195,12 @@ async def acancel_eval_task(
     Cancelling the awaiting task sends nothing more; an `evalctl.interrupted`
     event records whether a stop was in flight.
     """
-    operation, session = prepare_cancel(
-        task_id,
-        dry_run=dry_run,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        retry=retry,
-        api=api,
-        ak=ak,
-        sk=sk,
+    keys = GivenKeys(ak, sk)
+    del ak, sk  # no frame keeps a bare key (see `_options`)
+    options = check_options(
+        keys=keys, api=api, retry=retry, dry_run=dry_run, wait=wait, wait_timeout=wait_timeout
     )
-    return await arun(operation, session)
+    return await arun(*prepare_cancel(_checked_id(task_id, options), options))
 
 
 def describe_eval_task(
@@ -219,8 +217,9 @@ def describe_eval_task(
         InvalidTaskIdError, TaskNotFoundError, PrecheckError (the detail could
         not be read), RetryExhaustedError.
     """
-    operation, session = _prepare_describe(task_id, api, retry, ak, sk)
-    return run(operation, session)
+    keys = GivenKeys(ak, sk)
+    del ak, sk  # no frame keeps a bare key (see `_options`)
+    return run(*prepare_describe(task_id, check_options(keys=keys, api=api, retry=retry)))
 
 
 async def adescribe_eval_task(
@@ -232,109 +231,95 @@ async def adescribe_eval_task(
     sk: str | None = None,
 ) -> EvalTask:
     """`describe_eval_task`, awaitable."""
-    operation, session = _prepare_describe(task_id, api, retry, ak, sk)
-    return await arun(operation, session)
+    keys = GivenKeys(ak, sk)
+    del ak, sk  # no frame keeps a bare key (see `_options`)
+    return await arun(*prepare_describe(task_id, check_options(keys=keys, api=api, retry=retry)))
 
 
 def prepare_cancel(
-    task_id: object,
+    task_id: TaskId,
+    options: Options,
     *,
-    dry_run: bool = False,
-    wait: bool = False,
-    wait_timeout: float = 600.0,
-    retry: RetryPolicy | None = None,
-    api: object = "v1",
-    ak: str | None = None,
-    sk: str | None = None,
     limiter: RateLimiter | None = None,
     budget: RetryBudget | None = None,
     wire: Wire | None = None,
-    id_checked: bool = False,
+    cleared: Callable[[EvalTask], None] | None = None,
 ) -> tuple[Operation[CancelResult], Session]:
-    """Check every argument and build the cancel operation (used by the batch too).
+    """The cancel operation for an already validated id, on its own session (the batch's too).
 
-    `id_checked`: the caller already ran `validate_task_id` on `task_id` for
-    this `api` (the batch does, as it reads ids), so it is not checked, nor
-    its deprecation warned about, a second time.
+    `cleared`: see `Session.cleared` (the batch writes its intent record there).
     """
-    gen = generation(api)
-    checked_id = cast(TaskId, task_id) if id_checked else validate_task_id(task_id, gen.name)
-    timeout = _operations.check_wait_timeout(wait_timeout)
-    session = new_session(
-        _policy(retry), ak, sk, {}, limiter=limiter, budget=budget, wire=wire
-    )
-    operation = _operations.cancel(
-        gen, checked_id, session, dry_run=bool(dry_run), wait=bool(wait), wait_timeout=timeout
-    )
-    return operation, session
+    session = new_session(options, limiter=limiter, budget=budget, wire=wire, cleared=cleared)
+    return _operations.cancel(options.generation, task_id, session), session
 
 
-def _prepare_describe(
-    task_id: object, api: object, retry: RetryPolicy | None, ak: str | None, sk: str | None
-) -> tuple[Operation[EvalTask], Session]:
-    gen, checked_id = _checked(task_id, api)
-    session = new_session(_policy(retry), ak, sk, {})
-    return _operations.describe(gen, checked_id, session), session
+def prepare_describe(task_id: object, options: Options) -> tuple[Operation[EvalTask], Session]:
+    """The detail read of `task_id` (validated here), on its own session."""
+    session = new_session(options)
+    return _operations.describe(options.generation, _checked_id(task_id, options), session), session
 
 
-def _checked(task_id: object, api: object) -> tuple[Generation, TaskId]:
-    gen = generation(api)
-    return gen, validate_task_id(task_id, gen.name)
+@dataclass(frozen=True)
+class TaskStatus:
+    """What `evalctl status` shows: the detail and what the pre-check would say.
+
+    Attributes:
+        verdict: "stop", "already_stopped", "not_running", or the refusal's
+            kind ("manual_evaluation", "precheck").
+        reason: Why a stop would be refused, or None.
+    """
+
+    task: EvalTask
+    verdict: str
+    reason: str | None
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict == "stop"
 
 
-def _policy(retry: object) -> RetryPolicy:
-    if retry is None:
-        return RetryPolicy.from_env()
-    if not isinstance(retry, RetryPolicy):
-        raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-    return retry
+def task_status(task_id: object, options: Options) -> TaskStatus:
+    """Read `task_id`'s detail and run the pre-check on it; nothing is sent to the stop route.
+
+    Raises:
+        InvalidTaskIdError, TaskNotFoundError, PrecheckError (unreadable),
+        RetryExhaustedError: as `describe_eval_task`.
+    """
+    task = run(*prepare_describe(task_id, options))
+    try:
+        return TaskStatus(task, decide(task).value, None)
+    except ManualEvaluationError as refusal:
+        return TaskStatus(task, refusal.kind, "includes manual evaluation")
+    except PrecheckError as refusal:
+        return TaskStatus(task, refusal.kind, refusal.reason)
+
+
+def _checked_id(task_id: object, options: Options) -> TaskId:
+    return validate_task_id(task_id, options.generation.name)
 
 
 def new_session(
-    policy: RetryPolicy,
-    ak: str | None,
-    sk: str | None,
-    requestor_kwargs: Mapping[str, Any],
+    options: Options,
     *,
     limiter: RateLimiter | None = None,
     budget: RetryBudget | None = None,
     wire: Wire | None = None,
+    cleared: Callable[[EvalTask], None] | None = None,
 ) -> Session:
-    """A `Session` with credentials resolved and the endpoint checked.
+    """One operation's `Session` (nothing is checked here: `check_options` did it).
 
     `wire` lets a caller use its own connection pool (a batch worker); by
     default every operation shares the process-wide `Wire.shared()`.
-    `requestor_kwargs` are the SDK requestor's keyword arguments the drop-in
-    accepts: `host` (scheme://host[:port]) is honoured, the rest ignored.
     """
-    config = get_config()
-    ak = ak or config.ACCESS_KEY
-    sk = sk or config.SECRET_KEY
-    if not isinstance(ak, str) or not isinstance(sk, str) or not ak.strip() or not sk.strip():
-        raise MissingCredentialsError()
-    credentials = resolve_credentials(ak, sk, None, None)
-    _check_endpoint(str(config.CONSOLE_API_BASE_URL))
     clock = get_clock()
-    host = requestor_kwargs.get("host")
+    keys = options.credentials
     return Session(
-        policy=policy,
+        options=options,
         clock=clock,
-        credentials=credentials,
         wire=wire or Wire.shared(),
-        redactor=Redactor([credentials.access_key(), credentials.secret_key()]),
-        deadline=clock.monotonic() + policy.deadline,
-        attempt_timeout=policy.attempt_timeout,
+        redactor=Redactor([keys.access_key(), keys.secret_key()]),
+        deadline=clock.monotonic() + options.policy.deadline,
         limiter=limiter,
         budget=budget,
-        host=host if isinstance(host, str) and host else None,
+        cleared=cleared,
     )
-
-
-def _check_endpoint(base_url: str) -> None:
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        # Userinfo (user:password@) is dropped from what is shown.
-        shown = parts._replace(netloc=parts.hostname or "").geturl() if parts.netloc else base_url
-        raise ConfigurationError(
-            f"QIANFAN_CONSOLE_API_BASE_URL must be an http:// or https:// URL, got {shown[:100]!r}"
-        )

@@ -15,22 +15,12 @@ from urllib.parse import parse_qsl
 
 from evalctl import _api
 from evalctl._api import ApiVersion
-from evalctl._errors import (
-    AuthenticationError,
-    ConfigurationError,
-    EvalctlError,
-    HTTPStatusError,
-    InvalidResponseError,
-    ServerError,
-)
+from evalctl._errors import ConfigurationError, InvalidResponseError
 from evalctl._ids import TaskId
 from evalctl._model import EvalTask
 from evalctl._precheck import ModeReading, known_state, read_eval_modes
 from evalctl._redact import Redactor
 
-_NOT_FOUND_TEXT: Final = re.compile(
-    r"not\s*(?:be\s*)?(?:found|exists?)|不存在|未找到", re.IGNORECASE
-)
 _APP_SECRET_KEY: Final = re.compile(r"app_?[as]k|.*secret.*", re.IGNORECASE)
 _MAX_SCAN_DEPTH: Final = 8
 #: Bounds on the server-provided text an `EvalTask` shows (a hostile detail
@@ -85,7 +75,7 @@ def _shown(task: EvalTask, redactor: Redactor) -> EvalTask:
         name=None if task.name is None else redactor(task.name, _MAX_SHOWN_NAME),
         state=None if task.state is None else redactor(task.state, _MAX_SHOWN_FIELD),
         eval_modes=modes | {redactor(mode, _MAX_SHOWN_FIELD) for mode in unknown},
-        log_id=task.log_id,  # redacted where it was read (`_transport.log_id_of`)
+        log_id=task.log_id,  # redacted where the reply was read (`_transport`)
         undecided_reason=(
             None if task.undecided_reason is None else redactor(task.undecided_reason)
         ),
@@ -223,21 +213,6 @@ def stop_generation(route: str, action: str) -> Generation | None:
     if path == _api.V2_ROUTE.lower() and _api.V2_STOP_ACTION.lower() in actions:
         return V2
     return None
-
-
-def is_not_found(error: EvalctlError) -> bool:
-    """Whether a server error says the task does not exist (see `_api`)."""
-    # BCE answers an unknown access key with 401 "NotFound": that is about the
-    # credential, not the task.
-    if not isinstance(error, ServerError) or isinstance(error, AuthenticationError):
-        return False
-    if isinstance(error, HTTPStatusError):
-        return error.http_status == _api.V2_NOT_FOUND_STATUS or (
-            isinstance(error.error_code, str) and "notfound" in error.error_code.lower()
-        )
-    return error.error_code == _api.V1_NOT_FOUND_CODE and bool(
-        _NOT_FOUND_TEXT.search(error.error_message)
-    )
 
 
 def _unreadable(task_id: TaskId, log_id: str | None, reason: str) -> EvalTask:

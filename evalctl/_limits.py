@@ -35,14 +35,18 @@ botocore's adaptive retry mode (`botocore.retries.adaptive`) does:
 - With `qps=None` there is no client-side limit until the first throttle;
   from then on the bucket is on, and recovery has no ceiling but the cap.
 
-`RetryBudget` — botocore standard mode's retry quota: a bucket of
-`RETRY_BUDGET` tokens; a retry costs `RETRY_COST` (`TIMEOUT_RETRY_COST` after
-a timeout, `THROTTLE_RETRY_COST` after a throttle); every successful request
-refunds `SUCCESS_REFUND`, up to the start value. When a retry cannot be paid
-the operation stops retrying (`RetryExhaustedError(why="budget")`).
+`RetryBudget` — botocore standard mode's retry quota, kept per route (the
+detail read and the stop are two routes): a bucket of `RETRY_BUDGET` tokens
+each; a retry costs `RETRY_COST` (`TIMEOUT_RETRY_COST` after a timeout,
+`THROTTLE_RETRY_COST` after a throttle) from its route's bucket; every
+successful request refunds `SUCCESS_REFUND` to its own route's bucket, up to
+the start value. When a retry cannot be paid the operation stops retrying
+(`RetryExhaustedError(why="budget")`). Per route, because successful detail
+reads must not pay for retries of a stop route that is down.
 
-Sizing: during a full outage nothing is refunded, so a batch of n tasks
-sends n first attempts plus at most 500 / 5 = 100 retries — 1,100 requests
+Sizing: during an outage of a route nothing is refunded to it, so a batch
+of n tasks sends that route n first attempts plus at most 500 / 5 = 100
+retries — 1,100 requests
 for 1,000 tasks instead of 5,000 with five attempts each, and after the
 first hundred retries every task fails at its first answer, without
 backoff. With a steady error rate p the budget holds while 5p < 1 - p,
@@ -273,49 +277,61 @@ class AdaptiveRateLimiter:
 
 
 class RetryBudget:
-    """The batch's retry quota (see the module doc).
+    """The batch's retry quota (see the module doc): one bucket per route.
+
+    A route's retries draw on its own bucket and only its own successes
+    refill it, so a route that fails while another works (the stop route
+    down, the detail reads fine) is bounded by its bucket alone.
 
     Args:
-        capacity: Tokens at the start, and the most refunds can restore.
+        capacity: Tokens of each route's bucket at the start, and the most
+            refunds can restore.
     """
 
     def __init__(self, capacity: int = RETRY_BUDGET) -> None:
         self._capacity = capacity
-        self._tokens = capacity
+        self._tokens: dict[str | None, int] = {}
         self._lock = threading.Lock()
         self.refused = 0
 
     @property
     def available(self) -> int:
-        """Tokens left."""
-        with self._lock:
-            return self._tokens
+        """Tokens left in the bucket of requests given without a route."""
+        return self.available_for(None)
 
-    def withdraw(self, failure: Failure) -> bool:
-        """Pay for one retry after `failure`; False when the budget cannot afford it."""
+    def available_for(self, route: str | None) -> int:
+        """Tokens left in `route`'s bucket."""
+        with self._lock:
+            return self._tokens.get(route, self._capacity)
+
+    def withdraw(self, failure: Failure, route: str | None = None) -> bool:
+        """Pay for one retry on `route` after `failure`; False when its bucket cannot afford it."""
         cost = retry_cost(failure)
         first = False
         with self._lock:
-            if self._tokens < cost:
+            tokens = self._tokens.get(route, self._capacity)
+            if tokens < cost:
                 self.refused += 1
                 first = self.refused == 1
                 afford = False
             else:
-                self._tokens -= cost
+                self._tokens[route] = tokens - cost
                 afford = True
         if not afford and first:
             _logging.event(
                 "warning",
                 BUDGET_EVENT,
                 capacity=self._capacity,
+                route=route,
                 detail="failing requests are no longer retried until requests succeed again",
             )
         return afford
 
-    def refund(self) -> None:
-        """A request succeeded."""
+    def refund(self, route: str | None = None) -> None:
+        """A request on `route` succeeded: its bucket (only) gets `SUCCESS_REFUND` back."""
         with self._lock:
-            self._tokens = min(self._capacity, self._tokens + SUCCESS_REFUND)
+            tokens = self._tokens.get(route, self._capacity)
+            self._tokens[route] = min(self._capacity, tokens + SUCCESS_REFUND)
 
 
 def retry_cost(failure: Failure) -> int:

@@ -1,24 +1,17 @@
-"""What is transient, how long to wait, when to give up — decided here only.
+"""What is transient, and how long to wait before trying again — decided here only.
 
-The strategies plug into tenacity (`Retrying` and `AsyncRetrying` share
-them), so sync and async code retry by exactly the same rules.
+The retry loop itself is `_operations.request`: it applies these rules, the
+policy's attempts and deadline, and the batch's `RetryBudget`, in one place
+for sync and async alike.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
-from tenacity import RetryCallState
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base
-
-from evalctl._config import THROTTLE_ERROR_CODES, THROTTLE_HTTP_STATUSES, Clock, RetryPolicy
-from evalctl._transport import AttemptFailed, Failure
-
-if TYPE_CHECKING:
-    from tenacity.retry import retry_base
+from evalctl._config import THROTTLE_ERROR_CODES, THROTTLE_HTTP_STATUSES, RetryPolicy
+from evalctl._transport import Failure
 
 
 def is_transient(failure: Failure, policy: RetryPolicy) -> bool:
@@ -65,94 +58,12 @@ def backoff(
 
 
 class RetryBudget(Protocol):
-    """A budget shared by many operations (the batch's retry quota)."""
+    """A retry quota shared by many operations (the batch's), accounted per route."""
 
-    def withdraw(self, failure: Failure) -> bool:
-        """Pay for one retry; False when the budget cannot afford it."""
+    def withdraw(self, failure: Failure, route: str | None = None) -> bool:
+        """Pay for one retry on `route` after `failure`; False when it cannot be afforded."""
         ...
 
-    def refund(self) -> None:
-        """A request succeeded."""
+    def refund(self, route: str | None = None) -> None:
+        """A request on `route` succeeded."""
         ...
-
-
-class GiveUp:
-    """Why a retry loop stopped: filled in by `Stop`, read when raising."""
-
-    def __init__(self) -> None:
-        self.why = "attempts"
-
-
-class Wait(wait_base):
-    """Tenacity wait strategy applying `backoff` to the failure just seen."""
-
-    def __init__(self, policy: RetryPolicy, attempt_offset: int) -> None:
-        self._policy = policy
-        self._offset = attempt_offset
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        failure = _failure_of(retry_state)
-        retry_after = failure.retry_after if failure else None
-        return backoff(
-            self._policy, retry_state.attempt_number + self._offset, retry_after
-        )
-
-
-class Stop(stop_base):
-    """Tenacity stop strategy: attempts, deadline, then the shared budget.
-
-    Runs after the wait is chosen, so a wait that would end past the deadline
-    stops the loop instead of sleeping into it.
-    """
-
-    def __init__(
-        self,
-        policy: RetryPolicy,
-        attempt_offset: int,
-        deadline: Callable[[], float],
-        clock: Clock,
-        budget: RetryBudget | None,
-        give_up: GiveUp,
-    ) -> None:
-        self._policy = policy
-        self._offset = attempt_offset
-        self._deadline = deadline
-        self._clock = clock
-        self._budget = budget
-        self._give_up = give_up
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        if retry_state.attempt_number + self._offset >= self._policy.max_attempts:
-            self._give_up.why = "attempts"
-            return True
-        if self._clock.monotonic() + retry_state.upcoming_sleep >= self._deadline():
-            self._give_up.why = "deadline"
-            return True
-        failure = _failure_of(retry_state)
-        if self._budget is not None and failure is not None and not self._budget.withdraw(failure):
-            self._give_up.why = "budget"
-            return True
-        return False
-
-
-def retry_predicate(policy: RetryPolicy, surface_ambiguous: bool) -> retry_base:
-    """Tenacity retry strategy: only transient failures, and ambiguous ones only when allowed."""
-    from tenacity import retry_if_exception
-
-    def retryable(exc: BaseException) -> bool:
-        if not isinstance(exc, AttemptFailed):
-            return False
-        failure = exc.failure
-        if surface_ambiguous and failure.maybe_applied:
-            return False
-        return is_transient(failure, policy)
-
-    return retry_if_exception(retryable)
-
-
-def _failure_of(retry_state: RetryCallState) -> Failure | None:
-    outcome = retry_state.outcome
-    if outcome is None or not outcome.failed:
-        return None
-    exc = outcome.exception()
-    return exc.failure if isinstance(exc, AttemptFailed) else None

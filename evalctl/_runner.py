@@ -1,30 +1,33 @@
-"""Running operations: the attempt loop and the sync/async drivers.
+"""Running operations: the effects they yield, the session they share, two drivers.
 
-Operations (`_operations`) are generators that yield effects — `Call` (send
-this request, with retries) and `Pause` — and receive the results. They hold
-every decision. The two drivers here only differ in how they send and sleep,
-so the sync and async APIs cannot drift apart.
+Operations (`_operations`) are generators. They hold every decision and yield
+effects, each performed once by a driver:
+
+* `Send` — one HTTP request, one attempt; answered with a `Reply`, or with
+  the `Failure` of that attempt (never raised into the operation).
+* `Pause` — sleep on the session's clock.
+* `Throttle` — wait for the batch's shared rate limiter (nothing without one).
+
+The sync and async drivers differ only in how they send and sleep, so the
+two APIs cannot drift apart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
-
-from qianfan.resources.typing import QfResponse
-from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from evalctl import _logging
 from evalctl._config import Clock, RetryPolicy
 from evalctl._credentials import Credentials
-from evalctl._errors import EvalctlError, RetryExhaustedError
+from evalctl._model import EvalTask
+from evalctl._options import Options
 from evalctl._redact import Redactor
-from evalctl._retry import GiveUp, RetryBudget, Stop, Wait, is_throttle, retry_predicate
+from evalctl._retry import RetryBudget
 from evalctl._stopguard import Clearance
-from evalctl._transport import AttemptFailed, Failure, Wire, asend, log_id_of, send
+from evalctl._transport import AttemptFailed, Failure, Reply, Wire, asend, send
 
 T = TypeVar("T")
 
@@ -46,26 +49,23 @@ class RateLimiter(Protocol):
 
 
 @dataclass(frozen=True)
-class Call:
-    """Effect: send this request, retrying transient failures.
+class Send:
+    """Effect: send this request once, within `timeout` seconds.
 
     Attributes:
-        purpose: "detail", "stop" or "call" — for log events.
-        surface_ambiguous: Do not resend after a failure that may have been
-            applied (a stop): raise `AmbiguousFailure` to the operation instead.
-        attempt_offset: Attempts already spent on this request by the
-            operation (resends after an ambiguous failure share the budget).
-        clearance: For a stop: the pre-check's clearance for this task.
+        clearance: For a stop, the pre-check's permission for this one send
+            (the send boundary refuses a stop without it).
+        purpose: "detail", "stop" or "call" (what the request is for).
+        task_id: The task it names, if any (for the interrupted event).
     """
 
     route: str
     action: str
-    params: Mapping[str, Any]
-    purpose: str
+    body: Mapping[str, Any]
+    timeout: float
+    clearance: Clearance | None = None
+    purpose: str = "call"
     task_id: str | None = None
-    surface_ambiguous: bool = False
-    attempt_offset: int = 0
-    clearance: Clearance | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -75,40 +75,48 @@ class Pause:
     seconds: float
 
 
-Effect = Call | Pause
+@dataclass(frozen=True)
+class Throttle:
+    """Effect: wait until the batch's rate limiter lets a request go."""
+
+
+Effect = Send | Pause | Throttle
 Operation = Generator[Effect, Any, T]
-
-
-class AmbiguousFailure(Exception):
-    """Internal: a `surface_ambiguous` call failed in a way that may have been applied."""
-
-    def __init__(self, failure: Failure, attempts: int) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-        self.attempts = attempts
-        self.error = failure.to_error()
 
 
 @dataclass(eq=False)
 class Session:
-    """Everything one operation's requests share.
+    """Everything one operation's requests share: one session per task.
 
     Not shared between operations, except `limiter` and `budget`, which are
     thread-safe and belong to a batch.
+
+    Attributes:
+        cleared: Called with the task once the pre-check clears it for a stop,
+            before the first stop is sent (also in a dry run); it may raise
+            an `EvalctlError` to end the cancel with nothing sent to the stop route.
+        log_ids: Every server log id seen, in order.
+        attempts: Requests sent in total.
     """
 
-    policy: RetryPolicy
+    options: Options
     clock: Clock
-    credentials: Credentials = field(repr=False)
     wire: Wire = field(repr=False)
     redactor: Redactor = field(repr=False)
     deadline: float
-    attempt_timeout: float
     limiter: RateLimiter | None = None
     budget: RetryBudget | None = None
+    cleared: Callable[[EvalTask], None] | None = None
     log_ids: list[str] = field(default_factory=list)
     attempts: int = 0
-    host: str | None = None
+
+    @property
+    def credentials(self) -> Credentials:
+        return self.options.credentials
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return self.options.policy
 
     def remaining(self) -> float:
         return self.deadline - self.clock.monotonic()
@@ -117,259 +125,63 @@ class Session:
         self.deadline = max(self.deadline, until)
 
 
-class _CallState:
-    """Bookkeeping of one `Call` across its attempts."""
-
-    def __init__(self, call: Call) -> None:
-        self.call = call
-        self.attempt = call.attempt_offset
-        self.started = 0.0
-        self.give_up = GiveUp()
-        self.sent_with_clearance = False
-
-    def clearance(self) -> Clearance | None:
-        """The clearance for this attempt.
-
-        A stop is retried within one `Call` only after a failure that was
-        certainly not applied (`surface_ambiguous`): the pre-check's verdict
-        still stands, so such a retry gets a fresh clearance for the same
-        task. An ambiguous failure goes back to the operation instead.
-        """
-        given = self.call.clearance
-        if given is None:
-            return None
-        if not self.sent_with_clearance:
-            self.sent_with_clearance = True
-            return given
-        return Clearance(given.generation, given.task_id)
+# --- one send -------------------------------------------------------------------
 
 
-# --- one attempt ----------------------------------------------------------------
+def _perform(effect: Effect, session: Session) -> Reply | Failure | None:
+    if isinstance(effect, Pause):
+        session.clock.sleep(effect.seconds)
+    elif isinstance(effect, Throttle):
+        if session.limiter is not None:
+            session.limiter.acquire(session.clock)
+    else:
+        try:
+            return send(session.wire, *_arguments(session, effect), host=session.options.host)
+        except AttemptFailed as failed:
+            return failed.failure
+    return None
 
 
-def _begin(state: _CallState, session: Session) -> float:
-    """Count the attempt; return its timeout. Raises when the deadline has passed."""
-    remaining = session.remaining()
-    if remaining <= 0:
-        raise RetryExhaustedError(session.attempts, None, session.log_ids, why="deadline")
-    state.attempt += 1
-    session.attempts += 1
-    state.started = time.perf_counter()
-    return min(session.attempt_timeout, remaining)
+async def _aperform(effect: Effect, session: Session) -> Reply | Failure | None:
+    if isinstance(effect, Pause):
+        await session.clock.asleep(effect.seconds)
+    elif isinstance(effect, Throttle):
+        if session.limiter is not None:
+            await session.limiter.aacquire(session.clock)
+    else:
+        try:
+            host = session.options.host
+            return await asend(session.wire, *_arguments(session, effect), host=host)
+        except AttemptFailed as failed:
+            return failed.failure
+    return None
 
 
-def _succeeded(state: _CallState, session: Session, reply: QfResponse) -> None:
-    log_id = log_id_of(reply.body, session.redactor)
-    if log_id:
-        session.log_ids.append(log_id)
-    if session.limiter is not None:
-        session.limiter.feedback(throttled=False)
-    if session.budget is not None:
-        session.budget.refund()
-    _attempt_event(state, "ok", log_id=log_id, http_status=reply.code, error_code=None)
-
-
-def _failed(state: _CallState, session: Session, failed: AttemptFailed) -> None:
-    failure = failed.failure
-    if failure.log_id:
-        session.log_ids.append(failure.log_id)
-    if session.limiter is not None:
-        session.limiter.feedback(throttled=is_throttle(failure))
-    failed.duration_ms = (time.perf_counter() - state.started) * 1000
-    failed.attempt = state.attempt
-
-
-def _attempt_event(
-    state: _CallState,
-    outcome: _logging.RequestOutcome,
-    *,
-    log_id: str | None,
-    http_status: int | None,
-    error_code: int | str | None,
-    attempt: int | None = None,
-    duration_ms: float | None = None,
-    **extra: Any,
-) -> None:
-    call = state.call
-    _logging.request_event(
-        route=call.route,
-        action=call.action,
-        attempt=attempt if attempt is not None else state.attempt,
-        outcome=outcome,
-        log_id=log_id,
-        http_status=http_status,
-        error_code=error_code,
-        duration_ms=duration_ms
-        if duration_ms is not None
-        else (time.perf_counter() - state.started) * 1000,
-        task_id=call.task_id,
-        purpose=call.purpose,
-        **extra,
+def _arguments(session: Session, effect: Send) -> tuple[Any, ...]:
+    return (
+        effect.route,
+        effect.action,
+        effect.body,
+        session.credentials,
+        effect.clearance,
+        effect.timeout,
+        session.redactor,
     )
-
-
-def _failure_event(
-    state: _CallState, failed: AttemptFailed, outcome: _logging.RequestOutcome, **extra: Any
-) -> None:
-    failure = failed.failure
-    _attempt_event(
-        state,
-        outcome,
-        log_id=failure.log_id,
-        http_status=failure.http_status,
-        error_code=failure.error_code,
-        attempt=failed.attempt,
-        duration_ms=failed.duration_ms,
-        error=failure.message,
-        **extra,
-    )
-
-
-def _sync_attempt(state: _CallState, session: Session) -> QfResponse:
-    # The limiter first: its wait must not eat into this attempt's timeout.
-    if session.limiter is not None:
-        session.limiter.acquire(session.clock)
-    timeout = _begin(state, session)
-    call = state.call
-    try:
-        reply = send(
-            session.wire,
-            call.route,
-            call.action,
-            call.params,
-            session.credentials,
-            state.clearance(),
-            timeout,
-            session.redactor,
-            host=session.host,
-        ).to_qf_response()
-    except AttemptFailed as failed:
-        _failed(state, session, failed)
-        raise
-    _succeeded(state, session, reply)
-    return reply
-
-
-async def _async_attempt(state: _CallState, session: Session) -> QfResponse:
-    # The limiter first: its wait must not eat into this attempt's timeout.
-    if session.limiter is not None:
-        await session.limiter.aacquire(session.clock)
-    timeout = _begin(state, session)
-    call = state.call
-    try:
-        sent = await asend(
-            session.wire,
-            call.route,
-            call.action,
-            call.params,
-            session.credentials,
-            state.clearance(),
-            timeout,
-            session.redactor,
-            host=session.host,
-        )
-        reply = sent.to_qf_response()
-    except AttemptFailed as failed:
-        _failed(state, session, failed)
-        raise
-    _succeeded(state, session, reply)
-    return reply
-
-
-# --- the retry loop -----------------------------------------------------------
-
-
-def _retry_settings(state: _CallState, session: Session) -> dict[str, Any]:
-    """Tenacity settings shared by `Retrying` and `AsyncRetrying`."""
-    policy = session.policy
-    call = state.call
-
-    def before_sleep(retry_state: RetryCallState) -> None:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, AttemptFailed):
-            _failure_event(state, exc, "retry", wait_s=round(retry_state.upcoming_sleep, 3))
-
-    def exhausted(retry_state: RetryCallState) -> None:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        last: EvalctlError | None = None
-        if isinstance(exc, AttemptFailed):
-            _failure_event(state, exc, "error", gave_up=state.give_up.why)
-            last = exc.failure.to_error()
-        raise RetryExhaustedError(
-            state.attempt, last, session.log_ids, why=state.give_up.why
-        ) from last
-
-    return {
-        "retry": retry_predicate(policy, call.surface_ambiguous),
-        "wait": Wait(policy, call.attempt_offset),
-        "stop": Stop(
-            policy,
-            call.attempt_offset,
-            lambda: session.deadline,
-            session.clock,
-            session.budget,
-            state.give_up,
-        ),
-        "before_sleep": before_sleep,
-        "retry_error_callback": exhausted,
-        "reraise": True,
-    }
-
-
-def _final_error(state: _CallState, failed: AttemptFailed) -> Exception:
-    """The error for a failure that is not retried."""
-    _failure_event(state, failed, "error")
-    if state.call.surface_ambiguous and failed.failure.maybe_applied:
-        return AmbiguousFailure(failed.failure, state.attempt - state.call.attempt_offset)
-    return failed.failure.to_error()
-
-
-def perform(call: Call, session: Session) -> QfResponse:
-    """Send `call` with retries (sync)."""
-    state = _CallState(call)
-    retrying = Retrying(sleep=session.clock.sleep, **_retry_settings(state, session))
-    try:
-        return retrying(_sync_attempt, state, session)
-    except AttemptFailed as failed:
-        raise _final_error(state, failed) from None
-
-
-async def aperform(call: Call, session: Session) -> QfResponse:
-    """Send `call` with retries (async)."""
-    state = _CallState(call)
-    retrying = AsyncRetrying(sleep=session.clock.asleep, **_retry_settings(state, session))
-    try:
-        return await retrying(_async_attempt, state, session)
-    except AttemptFailed as failed:
-        raise _final_error(state, failed) from None
 
 
 # --- the drivers ----------------------------------------------------------------
-
-# What an operation may receive thrown back at it: our errors and ambiguity.
-_FLOW_ERRORS = (EvalctlError, AmbiguousFailure)
+# The answer goes straight from the send into the operation: no frame here
+# keeps a raw reply (a detail carries the judge app's keys) while it runs.
 
 
 def run(operation: Operation[T], session: Session) -> T:
     """Drive `operation` to its result, sending and sleeping synchronously."""
-    reply: Any = None
-    error: BaseException | None = None
     try:
+        effect = next(operation)
         while True:
-            try:
-                effect = operation.throw(error) if error else operation.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply, error = None, None
-            try:
-                if isinstance(effect, Pause):
-                    session.clock.sleep(effect.seconds)
-                else:
-                    reply = perform(effect, session)
-            except _FLOW_ERRORS as exc:
-                error = exc
+            effect = operation.send(_perform(effect, session))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
     finally:
         operation.close()
 
@@ -380,36 +192,26 @@ async def arun(operation: Operation[T], session: Session) -> T:
     If the awaiting task is cancelled, nothing more is sent; an
     `evalctl.interrupted` event says what was in flight.
     """
-    reply: Any = None
-    error: BaseException | None = None
     effect: Effect | None = None
+    task_id: str | None = None
     # Any stop sent so far, not only one in flight: a stop accepted (or lost
     # ambiguously) before a later detail read was interrupted still went out.
     stop_sent = False
-    task_id: str | None = None
     try:
+        effect = next(operation)
         while True:
-            try:
-                effect = operation.throw(error) if error else operation.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply, error = None, None
-            try:
-                if isinstance(effect, Pause):
-                    await session.clock.asleep(effect.seconds)
-                else:
-                    stop_sent = stop_sent or effect.purpose == "stop"
-                    task_id = effect.task_id or task_id
-                    reply = await aperform(effect, session)
-            except _FLOW_ERRORS as exc:
-                error = exc
+            if isinstance(effect, Send):
+                task_id = task_id or effect.task_id
+                stop_sent = stop_sent or effect.purpose == "stop"
+            effect = operation.send(await _aperform(effect, session))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
     except asyncio.CancelledError:
-        call = effect if isinstance(effect, Call) else None
         _logging.event(
             "warning",
             _logging.INTERRUPTED_EVENT,
             task_id=task_id,
-            in_flight=call.purpose if call else None,
+            in_flight=effect.purpose if isinstance(effect, Send) else None,
             stop_maybe_sent=stop_sent,
             attempts=session.attempts,
             log_ids=list(session.log_ids),

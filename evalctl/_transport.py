@@ -126,13 +126,7 @@ from qianfan.version import VERSION as QIANFAN_VERSION
 from evalctl import _stopguard
 from evalctl._credentials import Credentials
 from evalctl._errors import (
-    APICallError,
-    AuthenticationError,
     ConfigurationError,
-    EvalctlError,
-    HTTPStatusError,
-    InvalidResponseError,
-    TransportError,
 )
 from evalctl._redact import MASK, Redactor
 from evalctl._stopguard import Clearance
@@ -143,7 +137,6 @@ FailureKind = Literal["timeout", "connection", "http", "envelope", "not_json", "
 #: A larger answer is refused as an invalid response without being read whole.
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 
-_AUTH_STATUSES: Final = frozenset({401, 403})
 _LOG_ID_KEYS: Final = ("log_id", "requestId", "request_id")
 _LOG_ID_HEADERS: Final = ("X-Bce-Request-Id",)
 _MAX_LOG_ID: Final = 128
@@ -176,19 +169,6 @@ class Failure:
     log_id: str | None = None
     retry_after: float | None = None
     maybe_applied: bool = False
-
-    def to_error(self) -> EvalctlError:
-        """The public error for this failure, when nothing more specific applies."""
-        if self.kind in ("timeout", "connection"):
-            return TransportError(self.message, timeout=self.kind == "timeout")
-        if self.kind == "http":
-            status = self.http_status or 0
-            cls = AuthenticationError if status in _AUTH_STATUSES else HTTPStatusError
-            return cls(status, self.error_code, self.message, self.log_id)
-        if self.kind == "envelope":
-            code = self.error_code if isinstance(self.error_code, int) else -1
-            return APICallError(code, self.message, self.log_id)
-        return InvalidResponseError(self.message, self.log_id)
 
 
 class AttemptFailed(Exception):

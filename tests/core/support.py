@@ -216,3 +216,27 @@ FAIL_CLOSED: list[tuple[str, Callable[[ApiSpec], dict[str, Any]]]] = [
     ("state a number", lambda api: api.overrides(state=3)),
     ("another task", lambda api: api.describing("ame-someoneelse1")),
 ]
+
+
+def cancel_with_hook(
+    client: Client, task_id: str, cleared: Callable[[Any], None], **policy: Any
+) -> evalctl.CancelResult:
+    """`cancel_eval_task` in the client's flavour, with the session's `cleared` hook set.
+
+    The hook runs once the pre-check cleared the task, before the first stop:
+    a test changes the emulator there (a fault for what comes after).
+    """
+    from evalctl._facade import prepare_cancel
+    from evalctl._ids import validate_task_id
+    from evalctl._options import GivenKeys, check_options
+    from evalctl._runner import arun, run
+
+    options = check_options(
+        keys=GivenKeys(), api=client.api.name, retry=evalctl.RetryPolicy(**policy)
+    )
+    operation, session = prepare_cancel(
+        validate_task_id(task_id, client.api.name), options, cleared=cleared
+    )
+    if client.flavour.name == "sync":
+        return run(operation, session)
+    return asyncio.run(arun(operation, session))

@@ -165,16 +165,50 @@ def test_a_stop_spelled_differently_is_still_guarded(
     assert [r.is_stop for r in emulator.requests] == [False]
 
 
-def test_a_stop_that_timed_out_is_looked_at_before_it_is_sent_again(
+def test_a_stop_that_timed_out_is_looked_at_and_not_sent_again_once_stopping(
     client: Client, api: ApiSpec, emulator: Emulator, logs: list[dict[str, Any]]
 ) -> None:
-    """An ambiguous drop-in stop: a fresh pre-check read, then the stop again for an answer."""
+    """An ambiguous drop-in stop, then a detail read showing it stopping: no second stop.
+
+    The caller gets the route's success shape, synthesized by evalctl and
+    marked as such, carrying the verification read's log id.
+    """
     task_id = emulator.add_task(state=api.running_states[0])
     emulator.inject("slow", route=api.stop_fault_route, delay_s=2.0)
 
     reply = client.stop_action(task_id, retry=RetryPolicy(attempt_timeout=0.25))
 
     assert reply.code == 200
+    assert [r.is_stop for r in emulator.requests] == [False, True, False]
+    assert [(e["purpose"], e["outcome"]) for e in events(logs, "qianfan.request")] == [
+        ("detail", "ok"),
+        ("stop", "error"),
+        ("detail", "ok"),
+    ]
+    verified = events(logs, "evalctl.stop_verified")
+    assert [e["state"] for e in verified] == [emulator.task(task_id).state]
+    assert reply.body["evalctl"] == {
+        "synthesized": True,
+        "reason": "stop_verified",
+        "state": verified[0]["state"],
+    }
+    log_id_key = "log_id" if api.name == "v1" else "requestId"
+    assert reply.body[log_id_key] == verified[0]["log_id"]
+    assert reply.headers["X-Evalctl-Synthesized"] == "stop_verified"
+    assert isinstance(reply.body["result"], dict)
+
+
+def test_a_stop_lost_before_the_server_saw_it_is_sent_again_after_a_fresh_read(
+    client: Client, api: ApiSpec, emulator: Emulator, logs: list[dict[str, Any]]
+) -> None:
+    """A reset drop-in stop, the task still running: a fresh pre-check read, then the stop again."""
+    task_id = emulator.add_task(state=api.running_states[0])
+    emulator.inject("reset", route=api.stop_fault_route)
+
+    reply = client.stop_action(task_id)
+
+    assert reply.code == 200
+    assert "evalctl" not in reply.body
     assert [r.is_stop for r in emulator.requests] == [False, True, False, True]
     assert [(e["purpose"], e["outcome"]) for e in events(logs, "qianfan.request")] == [
         ("detail", "ok"),
@@ -271,3 +305,48 @@ def test_except_qianfan_error_catches_every_failure(
         APICallError if api.name == "v1" else HTTPStatusError,
     ]
     assert emulator.stop_requests() == []
+
+
+@pytest.mark.parametrize("which", ["stopping", "finished"])
+def test_a_stop_of_a_task_that_is_not_running_is_answered_without_sending_it(
+    client: Client, api: ApiSpec, emulator: Emulator, which: str
+) -> None:
+    """Stopping/Stopped: a synthesized success; finished: the server's refusal, synthesized.
+
+    Nothing reaches the stop route: a stop goes out only after a pre-check
+    that said "stop".
+    """
+    state = api.stopping_states[0] if which == "stopping" else api.finished_states[0]
+    task_id = emulator.add_task(state=state)
+    reason = "already_stopped" if which == "stopping" else "not_running"
+
+    if which == "finished" and api.name == "v2":
+        with pytest.raises(HTTPStatusError) as caught:
+            client.stop_action(task_id)
+        assert (caught.value.status_code, caught.value.error_code) == (400, "InvalidOperation")
+        assert "sent no stop" in str(caught.value)
+    else:
+        reply = client.stop_action(task_id)
+        assert (reply.code, reply.headers["X-Evalctl-Synthesized"]) == (200, reason)
+        assert reply.body["evalctl"] == {"synthesized": True, "reason": reason, "state": state}
+        if api.name == "v1":
+            assert reply.body["result"]["result"] is (which == "stopping")
+    assert [r.is_stop for r in emulator.requests] == [False]
+
+
+def test_the_stop_sent_is_built_from_the_validated_id(
+    client: Client, api: ApiSpec, emulator: Emulator
+) -> None:
+    """The stop's body is evalctl's own copy naming the checked id, not the caller's object."""
+    task_id = emulator.add_task(eval_mode="rule")
+    params = api.params(task_id)
+
+    reply = client.call_action(api.stop_route, api.stop_action, params)
+
+    assert reply.code == 200
+    assert [(r.route, r.action, r.body) for r in emulator.stop_requests()] == [
+        (api.stop_route, api.stop_action, {api.id_field: task_id})
+    ]
+    assert reply.request is not None
+    assert reply.request.json_body == {api.id_field: task_id}
+    assert reply.request.json_body is not params

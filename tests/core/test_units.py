@@ -24,6 +24,7 @@ from evalctl import (
     TransportError,
     _api,
 )
+from evalctl._failures import plain_error
 from evalctl._generations import V1, V2, parse_detail, stop_generation
 from evalctl._ids import validate_task_id
 from evalctl._precheck import Verdict, decide, read_eval_modes
@@ -300,7 +301,7 @@ def test_every_failure_kind_maps_to_a_public_error(
     failure: Failure, error_type: type[Exception]
 ) -> None:
     """The boundary turns each kind of failure into exactly one typed error."""
-    assert type(failure.to_error()) is error_type
+    assert type(plain_error(failure)) is error_type
 
 
 def test_jittered_backoff_stays_within_its_bounds() -> None:

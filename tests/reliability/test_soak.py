@@ -55,6 +55,8 @@ ERROR_KINDS = {
     "retry_exhausted",
     "invalid_response",
     "rejected",
+    # A stop lost to a fault whose verification read then failed too.
+    "stop_unconfirmed",
 }
 
 
