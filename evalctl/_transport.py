@@ -125,9 +125,7 @@ from qianfan.version import VERSION as QIANFAN_VERSION
 
 from evalctl import _stopguard
 from evalctl._credentials import Credentials
-from evalctl._errors import (
-    ConfigurationError,
-)
+from evalctl._errors import ConfigurationError, EvalctlError
 from evalctl._redact import MASK, Redactor
 from evalctl._stopguard import Clearance
 
