@@ -1,10 +1,22 @@
-"""Log rendering for the command line only: structlog to stderr, and qianfan's logger tamed.
+"""Log rendering for the command line only: structlog to stderr, and the SDK's loggers tamed.
 
 The library emits structlog events and never configures structlog; this
 module is where the CLI does. It also stands guard over the SDK's own stdlib
-logger (``qianfan``), which prints an import-time redis warning and may
-echo request details: a filter on that logger drops the warning, drops what
-is below the chosen level, and redacts the rest.
+loggers (``qianfan``, and ``baidubce`` under it), which print an import-time
+redis warning and may echo request details (baidubce logs the signing key
+and the Authorization value at DEBUG): a filter drops the warning and what
+is below the chosen level, and their records reach stderr only as redacted
+``sdk.log`` events, rendered like evalctl's own (console or JSON).
+
+Every line is redacted by `redactor`, which searches the process-wide
+registry of seen secrets (`evalctl._redact.SECRETS`): the keys from the
+environment and the configuration, each request's signature, and every app
+secret of every detail any session read.
+
+Verbosity: ``-q`` errors only; default warnings (retries, errors); ``-v``
+every request with its log id; ``-vv`` adds what ``-v`` leaves out: each
+retry's wait (``wait_s``), evalctl's debug events, and the SDK's own debug
+lines.
 """
 
 from __future__ import annotations
@@ -26,6 +38,11 @@ LOG_FORMATS: Final = ("console", "json")
 _LEVELS: Final = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 
 QIANFAN_LOGGER: Final = "qianfan"
+BAIDUBCE_LOGGER: Final = "baidubce"
+#: The event an SDK log record becomes.
+SDK_EVENT: Final = "sdk.log"
+#: Event keys shown only at -vv.
+VERBOSE_ONLY_KEYS: Final = ("wait_s",)
 # The SDK warns at import when redis is missing; evalctl never uses redis.
 _REDIS_NOTICE: Final = "No redis installed"
 
@@ -117,9 +134,11 @@ def configure(verbosity: int, fmt: str = "console", *, stream: TextIO | None = N
     # Below -v the CLI prints each failed task as its own error line (with the
     # log id), so the request event that ended in that error would say it twice.
     dedupe: list[Any] = [drop_final_request_errors] if verbosity < 1 else []
+    detail: list[Any] = [drop_verbose_only_keys] if verbosity < 2 else []
     structlog.configure(
         processors=[
             *dedupe,
+            *detail,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             stamper,
@@ -143,6 +162,13 @@ def drop_final_request_errors(
 
     if event.get("event") == "qianfan.request" and event.get("outcome") == "error":
         raise structlog.DropEvent
+    return event
+
+
+def drop_verbose_only_keys(_logger: object, _method: str, event: MutableMapping[str, Any]) -> Any:
+    """structlog processor: remove the keys only -vv shows (each retry's wait)."""
+    for key in VERBOSE_ONLY_KEYS:
+        event.pop(key, None)
     return event
 
 
@@ -194,7 +220,28 @@ class QianfanLogFilter(logging.Filter):
         return True
 
 
+class SdkLogForwarder(logging.Handler):
+    """Re-emits the SDK's stdlib records as structlog ``sdk.log`` events (then redacted).
+
+    So they are rendered like evalctl's events (one whole line, JSON with
+    ``EVALCTL_LOG_FORMAT=json``) and pass through `redact_event`.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import structlog
+
+        try:
+            message = redact_text(record.getMessage())
+            structlog.get_logger("evalctl.sdk").log(
+                record.levelno, SDK_EVENT, logger=record.name, message=message
+            )
+        except Exception:  # noqa: BLE001, S110 - a log line must never break a command
+            pass  # logging.Handler.handleError would print the record: not here
+
+
 _qianfan_filter: Final = QianfanLogFilter()
+_forwarder: Final = SdkLogForwarder()
+_forwarder.addFilter(_qianfan_filter)
 
 
 def guard_qianfan_logger() -> None:
@@ -210,19 +257,29 @@ def guard_qianfan_logger() -> None:
 
 
 def tame_qianfan_logger(verbosity: int) -> None:
-    """Set the SDK logger's level (WARNING unless -vv) and guard its handlers too.
+    """Route the SDK's loggers (``qianfan``, ``baidubce``) through redaction to stderr.
 
-    Call after qianfan is imported. The handler filters also cover records
-    from child loggers, which skip the parent logger's own filters.
+    Call after qianfan is imported. Their level is WARNING, DEBUG at -vv
+    (never qianfan's TRACE, which is the Authorization header itself). The
+    SDK's own stream handler is replaced by the forwarder; records of child
+    loggers, which skip the parent logger's own filters, meet the filter on
+    the forwarder.
     """
     level = logging.DEBUG if verbosity >= 2 else max(logging.WARNING, level_for(verbosity))
     _qianfan_filter.min_level = level
-    logger = logging.getLogger(QIANFAN_LOGGER)
-    logger.setLevel(level)
     guard_qianfan_logger()
-    for handler in logger.handlers:
-        if _qianfan_filter not in handler.filters:
-            handler.addFilter(_qianfan_filter)
+    for name in (QIANFAN_LOGGER, BAIDUBCE_LOGGER):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:  # the SDK's, to stderr
+                logger.removeHandler(handler)
+            elif _qianfan_filter not in handler.filters:
+                handler.addFilter(_qianfan_filter)
+        if _forwarder not in logger.handlers:
+            logger.addHandler(_forwarder)
+        # Nothing reaches the root logger (or logging's last-resort printer) unredacted.
+        logger.propagate = False
 
 
 def _is_tty(stream: TextIO) -> bool:

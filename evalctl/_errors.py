@@ -84,9 +84,10 @@ class ConfigurationError(EvalctlError, ValueError):
 class MissingCredentialsError(ConfigurationError, qf_errors.InvalidArgumentError):
     """No access key / secret key were given or found in the environment."""
 
-    def __init__(self) -> None:
+    def __init__(self, message: str | None = None) -> None:
         super().__init__(
-            "no credentials: set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY"
+            message
+            or "no credentials: set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY"
             " (or pass the ak and sk arguments)"
         )
 

@@ -1,83 +1,500 @@
-"""Scrubbing credentials out of any text that came from outside.
+"""Scrubbing credentials out of any text that came from outside, in any spelling.
 
 Server messages can echo what they were sent (a gateway that reflects the
 request headers, a detail that carries the judge app's keys); everything
 server-provided passes through a `Redactor` before it reaches a log event,
 an error message or the terminal.
+
+Two kinds of masking:
+
+- **By value.** Every secret evalctl has seen in the process — the access
+  and secret keys, each Authorization value's signature and the signing key
+  derived from the secret key, every `appAk`/`appSk` of a detail — is kept in
+  the process-wide `SECRETS` registry, which every `Redactor` feeds and
+  searches (the CLI's log filter included). A value is found however the
+  text spells it: raw, JSON-escaped (``\\"``, ``\\/``, ``\\uXXXX``),
+  percent-encoded (either hex case, ``+`` for a space), HTML/XML-escaped
+  (``&amp;``, ``&#47;``, ``&#x2F;``), and up to `_DECODE_LEVELS` of these
+  nested (JSON in a JSON string, a URL in JSON). The text is decoded once
+  into a canonical copy with a map back to the original, the secrets are
+  searched there, and the original spans are masked.
+- **By shape.** A ``bce-auth-v1/…`` value, a standalone run of 64 hex
+  digits (an HMAC-SHA256: a signature or a signing key), and the value of a
+  secret-named field (``appSk=…``, ``"app_sk": "…"``, ``sk: …``,
+  ``<appSk>…</appSk>``, an ``Authorization`` header).
+
+Values shorter than `MIN_SECRET_LENGTH` are not searched for by value:
+masking every ``"a"`` would destroy messages without protecting anything
+(a real key is far longer). Signatures are kept for the last
+`MAX_SIGNATURES` requests only; older ones are still masked by shape.
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import hmac
+import html.entities
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Final
 
 MASK: Final = "***"
 #: Longest server-provided text kept in a message.
 MAX_SERVER_TEXT: Final = 300
+#: Secrets shorter than this are not searched for (see the module docstring).
+MIN_SECRET_LENGTH: Final = 4
+_MIN_SECRET_LENGTH: Final = MIN_SECRET_LENGTH  # the name earlier code imported
+#: Signatures and signing keys remembered by value (each request adds one or two).
+MAX_SIGNATURES: Final = 8192
+#: How many layers of escaping are undone (``%255C`` is two).
+_DECODE_LEVELS: Final = 3
+#: The longest spelling of one character (``&#x0010FFFF;``), for cutting long texts.
+_LONGEST_SPELLING: Final = 12
+
+_AUTH_PREFIX: Final = "bce-auth-v1/"
 # A BCE v1 Authorization value: everything after the prefix up to a delimiter.
 # Not `;`: it separates the signed header names, and the signature follows them.
-_AUTH_RE: Final = re.compile(r"bce-auth-v1/[^\s'\",}\]]*", re.IGNORECASE)
+_AUTH_RE: Final = re.compile(r"(?<=bce-auth-v1/)[^\s'\",}\]<>]+", re.IGNORECASE)
+# An HMAC-SHA256 in hex, standing alone: a signature or a signing key.
+_HEX_RUN_RE: Final = re.compile(r"[0-9a-fA-F]{64,}")
+_HEX_LENGTH: Final = 64
+_FIELD_NAMES: Final = "|".join(  # names of secret fields, as a regex
+    (
+        r"app[_-]?(?:ak|sk|access[_-]?key(?:[_-]?id)?|secret(?:[_-]?(?:access[_-]?)?key)?)",
+        r"authorization",
+        r"secret[_-]?(?:access[_-]?)?key",
+        r"access[_-]?key(?:[_-]?id)?",
+        r"sign(?:ing)?[_-]?key",
+        r"security[_-]?token",
+        r"sk",
+        r"ak",
+    )
+)
 # Keys whose values are always secret, wherever they appear as key/value text.
+# (Every key starts with a or s: the lookahead lets the search skip ahead fast.)
 _SECRET_FIELD_RE: Final = re.compile(
-    r"""(?P<key>(?<!\w)["']?(?:appAk|appSk|authorization|secret[_-]?key|access[_-]?key|sk|ak)["']?"""
-    # `key: value` (JSON, headers) may have a space after the colon; `key=value` may not,
-    # so prose such as "set ak= and sk=" is left alone.
-    r"""(?:\s*:\s*|=))(?P<q>["']?)(?P<value>[^"',;})\]>\s]+)""",
+    rf"""(?=[as])(?<!\w)(?:{_FIELD_NAMES})["']?"""
+    # `key: value` (JSON, YAML, headers) may have a space after the colon;
+    # `key=value` may not, so prose such as "set ak= and sk=" is left alone.
+    r"""(?:\s*:\s*|=)["']?(?P<value>[^"',;&})\]>\s]+)""",
     re.IGNORECASE,
 )
-# Secrets shorter than this are not searched for: masking every "a" would
-# destroy messages without protecting anything.
-_MIN_SECRET_LENGTH: Final = 4
+# The same keys as XML elements: <appSk>value</appSk>.
+_SECRET_ELEMENT_RE: Final = re.compile(
+    rf"""<(?:{_FIELD_NAMES})(?:\s[^>]*)?>(?P<value>[^<]+)""", re.IGNORECASE
+)
+# One escaped character (or a run of percent-encoded bytes, one UTF-8 text).
+_ESCAPE_RE: Final = re.compile(
+    r"""\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"""
+    r"""|\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}|\\x[0-9a-fA-F]{2}|\\[/"'\\bfnrt]"""
+    r"""|(?:%[0-9a-fA-F]{2})+"""
+    r"""|&\#[0-9]{1,8};|&\#[xX][0-9a-fA-F]{1,8};|&[a-zA-Z][a-zA-Z0-9]{1,31};"""
+)
+_BACKSLASHED: Final = {"/": "/", '"': '"', "'": "'", "\\": "\\", "b": "\b", "f": "\f"} | {
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+}
+
+
+# --- the registry of seen secrets ------------------------------------------------
+
+
+class SecretRegistry:
+    """A thread-safe set of secret values, searchable in any spelling.
+
+    Values are matched case-insensitively (server text may come back
+    lower-cased). The search pattern is compiled lazily, on the first
+    redaction after a new value, so adding is cheap. Signatures (64 hex
+    digits) are kept apart, in a bounded set checked by the hex-run rule.
+    """
+
+    def __init__(self, max_signatures: int = MAX_SIGNATURES) -> None:
+        self._lock = threading.Lock()
+        self._values: frozenset[str] = frozenset()
+        self._spellings: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._stale = False
+        self._longest = 0
+        self._signatures: OrderedDict[str, None] = OrderedDict()
+        self._max_signatures = max_signatures
+
+    def add(self, *values: str | None) -> None:
+        """Remember secret values (shorter than `MIN_SECRET_LENGTH`, or not str: ignored)."""
+        fresh = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
+        if not fresh <= self._values:  # the common case (already known) takes no lock
+            with self._lock:
+                fresh -= self._values
+                self._values = self._values | fresh
+                for value in fresh:
+                    self._spellings.update(_spellings(value))
+                    self._longest = max(self._longest, len(value))
+                self._stale = True
+
+    def add_signature(self, *hex_values: str) -> None:
+        """Remember HMAC hex digests (signatures, signing keys) of recent requests."""
+        with self._lock:
+            for value in hex_values:
+                if len(value) == _HEX_LENGTH:
+                    self._signatures[value.lower()] = None
+                    self._signatures.move_to_end(value.lower())
+            while len(self._signatures) > self._max_signatures:
+                self._signatures.popitem(last=False)
+
+    def add_authorization(self, authorization: str, secret_key: str | None = None) -> None:
+        """Remember an Authorization value: its signature, and the signing key under it.
+
+        BCE v1: ``bce-auth-v1/{ak}/{timestamp}/{expiry}/{signedHeaders}/{signature}``;
+        the signing key is HMAC-SHA256(secret key, ``bce-auth-v1/{ak}/{timestamp}/{expiry}``).
+        """
+        parts = authorization.split("/")
+        if len(parts) < 6 or parts[0].lower() != _AUTH_PREFIX[:-1]:
+            self.add(authorization)  # not BCE v1: the value itself, whole
+            return
+        self.add(parts[1])
+        digests = [parts[-1]]
+        if secret_key:
+            key_info = "/".join(parts[:4]).encode("utf-8", "surrogateescape")
+            sk = secret_key.encode("utf-8", "surrogateescape")
+            digests.append(hmac.new(sk, key_info, hashlib.sha256).hexdigest())
+        self.add_signature(*digests)
+
+    def knows_signature(self, hex_value: str) -> bool:
+        """Whether `hex_value` (64 hex digits) is a remembered signature or signing key."""
+        return hex_value.lower() in self._signatures
+
+    def pattern(self) -> re.Pattern[str] | None:
+        """The compiled search for every value's spellings (None while empty)."""
+        if self._stale:
+            with self._lock:
+                if self._stale:
+                    self._pattern = (
+                        re.compile(_trie_regex(self._spellings), re.IGNORECASE)
+                        if self._spellings
+                        else None
+                    )
+                    self._stale = False
+        return self._pattern
+
+    @property
+    def longest(self) -> int:
+        """The length of the longest value (0 while empty)."""
+        return self._longest
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values
+
+    def __repr__(self) -> str:
+        return f"SecretRegistry(<{len(self._values)} secrets, {len(self._signatures)} signatures>)"
+
+    def __reduce__(self) -> str:  # never pickled with the values
+        raise TypeError("SecretRegistry cannot be pickled")
+
+
+#: Every secret this process has seen; every `Redactor` feeds and searches it.
+SECRETS: Final = SecretRegistry()
+
+
+def remember(*values: str | None) -> None:
+    """Add secret values to the process-wide registry."""
+    SECRETS.add(*values)
+
+
+def remember_authorization(authorization: str, secret_key: str | None = None) -> None:
+    """Add an Authorization value (its signature, its signing key) to the registry."""
+    SECRETS.add_authorization(authorization, secret_key)
+
+
+# --- the redactor ----------------------------------------------------------------
 
 
 class Redactor:
-    """Masks known secret values and anything shaped like a credential."""
+    """Masks known secret values, in any spelling, and anything shaped like a credential.
 
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self._lock = threading.Lock()
-        self._secrets: frozenset[str] = frozenset()
-        self._pattern: re.Pattern[str] | None = None
-        self._longest = 0
+    Args:
+        secrets: Values to mask from the start.
+        registry: Where values are kept and searched; the process-wide
+            `SECRETS` by default, so that what one session learns (an app
+            secret in a detail) is masked in every text the process emits.
+            ``None``: a standalone redactor that masks its own values only.
+    """
+
+    def __init__(
+        self,
+        secrets: Iterable[str | None] = (),
+        *,
+        registry: SecretRegistry | None = SECRETS,
+    ) -> None:
+        self._own = SecretRegistry()
+        self._shared = registry
         self.add(*secrets)
 
     def add(self, *secrets: str | None) -> None:
         """Remember more values to mask (e.g. `appAk` seen in a detail)."""
-        fresh = {s for s in secrets if isinstance(s, str) and len(s) >= _MIN_SECRET_LENGTH}
-        if fresh - self._secrets:
-            with self._lock:
-                self._secrets = self._secrets | fresh
-                # Longest first, so a secret that contains another is masked whole;
-                # any case, as server text may come back lower-cased (evalMode).
-                ordered = sorted(self._secrets, key=len, reverse=True)
-                self._pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
-                self._longest = len(ordered[0])
+        self._own.add(*secrets)
+        if self._shared is not None:
+            self._shared.add(*secrets)
+
+    def add_authorization(self, authorization: str, secret_key: str | None = None) -> None:
+        """Remember an Authorization value that was sent (`SecretRegistry.add_authorization`)."""
+        self._own.add_authorization(authorization, secret_key)
+        if self._shared is not None:
+            self._shared.add_authorization(authorization, secret_key)
 
     def __call__(self, text: str, limit: int | None = MAX_SERVER_TEXT) -> str:
         """Return `text` with credentials masked, shortened to `limit` characters."""
+        # The shared registry holds every value this redactor was given.
+        store = self._own if self._shared is None else self._shared
+        keep = len(text)
+        cut = False
         if limit is not None:
             # Cut early so a huge body costs nothing, but late enough that any
-            # secret starting before `limit` is still whole and gets masked.
-            text = text[: limit + max(self._longest, 256)]
-        pattern = self._pattern
-        if pattern is not None:
-            text = pattern.sub(MASK, text)
-        text = _AUTH_RE.sub("bce-auth-v1/" + MASK, text)
-        text = _SECRET_FIELD_RE.sub(_mask_field, text)
-        text = _printable(text)
+            # secret starting before `limit` is still whole (in its longest
+            # spelling) and gets masked; what follows `keep` is dropped after
+            # masking, as it may hold the start of a secret cut in two.
+            tail = _LONGEST_SPELLING * max(store.longest, _HEX_LENGTH, 64)
+            if len(text) > limit + 256 + tail:
+                keep, cut = limit + 256, True
+                text = text[: keep + tail]
+        spans = _secret_spans(text, store)
+        if spans or cut:
+            text = _masked(text, spans, keep)
+        if not text.isprintable():
+            text = _printable(text)
         if limit is not None and len(text) > limit:
             text = text[: limit - 1] + "…"
+        elif cut:
+            text += "…"
         return text
 
     def __repr__(self) -> str:
-        return f"Redactor(<{len(self._secrets)} secrets>)"
+        return f"Redactor(<{len(self._own)} secrets>)"
+
+    def __reduce__(self) -> str:  # never pickled with the values
+        raise TypeError("Redactor cannot be pickled")
 
 
-def _mask_field(match: re.Match[str]) -> str:
-    return f"{match['key']}{match['q']}{MASK}"
+def _secret_spans(text: str, store: SecretRegistry) -> list[tuple[int, int]]:
+    """The (start, end) spans of `text` to mask, in no particular order."""
+    decoded, maps = _canonical(text)
+    found: list[tuple[int, int]] = []
+    pattern = store.pattern()
+    if pattern is not None:
+        found.extend(m.span() for m in pattern.finditer(decoded))
+    if _AUTH_PREFIX[:-1] in decoded.lower():
+        found.extend(m.span() for m in _AUTH_RE.finditer(decoded))
+    found.extend(m.span("value") for m in _SECRET_FIELD_RE.finditer(decoded))
+    if "<" in decoded:
+        found.extend(m.span("value") for m in _SECRET_ELEMENT_RE.finditer(decoded))
+    for m in _HEX_RUN_RE.finditer(decoded):
+        start, end = m.span()
+        if end - start == _HEX_LENGTH:
+            found.append((start, end))
+            continue
+        run = m.group().lower()  # a known signature inside a longer run of hex digits
+        found.extend(
+            (start + i, start + i + _HEX_LENGTH)
+            for i in range(len(run) - _HEX_LENGTH + 1)
+            if store.knows_signature(run[i : i + _HEX_LENGTH])
+        )
+    for level in reversed(maps):
+        found = [level.original(start, end) for start, end in found]
+    return found
+
+
+def _masked(text: str, spans: list[tuple[int, int]], keep: int) -> str:
+    """`text[:keep]` with each span (merged where they overlap) replaced by `MASK`."""
+    out: list[str] = []
+    at = 0
+    for start, end in sorted(spans):
+        if start >= keep:
+            break
+        if end <= at:
+            continue
+        if start < at:  # overlaps the span just masked
+            at = end
+            continue
+        out.append(text[at:start])
+        out.append(MASK)
+        at = end
+    if at < keep:
+        out.append(text[at:keep])
+    return "".join(out)
 
 
 def _printable(text: str) -> str:
     # Control characters from a hostile body must not reach a terminal.
     return "".join(ch if ch.isprintable() or ch == " " else " " for ch in text)
+
+
+# --- spellings --------------------------------------------------------------------
+
+
+class _Level:
+    """One layer of decoding: where each decoded escape came from in the text below."""
+
+    __slots__ = ("decoded_ends", "decoded_starts", "original_ends", "original_starts")
+
+    def __init__(self) -> None:
+        self.decoded_starts: list[int] = []
+        self.decoded_ends: list[int] = []
+        self.original_starts: list[int] = []
+        self.original_ends: list[int] = []
+
+    def original(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the text below that the decoded span [start, end) came from."""
+        return self._position(start, True), self._position(end - 1, False) + (end > start)
+
+    def _position(self, at: int, start: bool) -> int:
+        i = bisect.bisect_right(self.decoded_starts, at) - 1
+        if i < 0:
+            return at
+        if at < self.decoded_ends[i]:  # inside one escape: all of it
+            return self.original_starts[i] if start else self.original_ends[i] - 1
+        return self.original_ends[i] + (at - self.decoded_ends[i])
+
+
+def _canonical(text: str) -> tuple[str, list[_Level]]:
+    """`text` with up to `_DECODE_LEVELS` layers of escaping undone, and the maps back."""
+    levels: list[_Level] = []
+    for _ in range(_DECODE_LEVELS):
+        # Most texts hold no escape at all: three scans in C say so fastest.
+        if ("\\" not in text and "%" not in text and "&" not in text) or (
+            _ESCAPE_RE.search(text) is None
+        ):
+            break
+        text, level = _decode_once(text)
+        levels.append(level)
+    return text, levels
+
+
+def _decode_once(text: str) -> tuple[str, _Level]:
+    level = _Level()
+    parts: list[str] = []
+    last = length = 0
+    for match in _ESCAPE_RE.finditer(text):
+        start = match.start()
+        if start > last:
+            parts.append(text[last:start])
+            length += start - last
+        for piece_start, piece_end, decoded in _decode_escape(match.group(), start):
+            parts.append(decoded)
+            level.decoded_starts.append(length)
+            length += len(decoded)
+            level.decoded_ends.append(length)
+            level.original_starts.append(piece_start)
+            level.original_ends.append(piece_end)
+        last = match.end()
+    parts.append(text[last:])
+    return "".join(parts), level
+
+
+def _decode_escape(token: str, at: int) -> list[tuple[int, int, str]]:
+    """(start, end, decoded) pieces of one escape found at `at`; undecodable ones as they are."""
+    end = at + len(token)
+    first = token[0]
+    if first == "%":
+        return _percent_decoded(token, at)
+    if first == "&":
+        if token[1] == "#":
+            digits = token[3:-1] if token[2] in "xX" else token[2:-1]
+            code = int(digits, 16 if token[2] in "xX" else 10)
+            return [(at, end, chr(code) if code <= 0x10FFFF else token)]
+        return [(at, end, html.entities.html5.get(token[1:], token))]
+    kind = token[1]
+    if kind in "uUx":
+        if len(token) == 12:  # a surrogate pair
+            high, low = int(token[2:6], 16), int(token[8:12], 16)
+            return [(at, end, chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)))]
+        code = int(token[2:], 16)
+        return [(at, end, chr(code) if code <= 0x10FFFF else token)]
+    return [(at, end, _BACKSLASHED[kind])]
+
+
+def _percent_decoded(token: str, at: int) -> list[tuple[int, int, str]]:
+    """Percent-encoded bytes, one piece per UTF-8 character (a stray byte as Latin-1)."""
+    data = bytes(int(token[i + 1 : i + 3], 16) for i in range(0, len(token), 3))
+    pieces: list[tuple[int, int, str]] = []
+    i = 0
+    while i < len(data):
+        lead = data[i]
+        size = 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        try:
+            decoded = data[i : i + size].decode("utf-8")
+        except UnicodeDecodeError:
+            decoded, size = chr(lead), 1
+        pieces.append((at + 3 * i, at + 3 * (i + size), decoded))
+        i += size
+    return pieces
+
+
+def _spellings(value: str) -> set[str]:
+    """What `value` may look like in a decoded text, lower-cased for the search."""
+    spelled = {value, value.replace(" ", "+")}  # `quote_plus` writes a space as +
+    spelled |= {_canonical(v)[0] for v in spelled}
+    return {v.lower() for v in spelled if len(v) >= MIN_SECRET_LENGTH}
+
+
+def _trie_regex(words: Iterable[str]) -> str:
+    """One regex for all `words`, as a trie: its cost grows with their length, not their number.
+
+    Where one word is a prefix of another, the longer is preferred (a
+    secret that contains another is masked whole).
+    """
+    root: dict[str, object] = {}
+    for word in words:
+        node: dict[str, object] = root
+        for ch in word:
+            node = node.setdefault(ch, {})  # type: ignore[assignment]
+        node[""] = True
+    return _node_regex(root)
+
+
+def _node_regex(node: dict[str, object]) -> str:
+    branches: list[str] = []
+    single: list[str] = []
+    for ch in sorted(k for k in node if k):
+        child = node[ch]
+        chain = [ch]
+        # A run of nodes with one way on is one literal (and no recursion per character).
+        while isinstance(child, dict) and len(child) == 1 and "" not in child:
+            ((ch, child),) = child.items()
+            chain.append(ch)
+        assert isinstance(child, dict)
+        if list(child) == [""] and len(chain) == 1:
+            single.append(ch)
+        elif list(child) == [""]:
+            branches.append(re.escape("".join(chain)))
+        else:
+            branches.append(re.escape("".join(chain)) + _node_regex(child))
+    if single:
+        branches.append(
+            re.escape(single[0])
+            if len(single) == 1
+            else "[" + "".join(_class_escape(ch) for ch in single) + "]"
+        )
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    if "" in node:  # a word ends here: the rest is optional (greedy: longest wins)
+        return body + "?" if _is_atom(body, branches) else "(?:" + body + ")?"
+    return body
+
+
+def _is_atom(body: str, branches: list[str]) -> bool:
+    return (
+        len(branches) > 1
+        or body.startswith("[")
+        or len(body) == 1
+        or (len(body) == 2 and body[0] == "\\")
+    )
+
+
+def _class_escape(ch: str) -> str:
+    return "\\" + ch if ch in "\\]^-[" else ch
