@@ -5,15 +5,17 @@ known values, the Authorization shape, the secret-field shape, and a
 per-character printable pass) is the baseline, measured in the same run on
 the same corpus: 30,000 server messages of about 200 characters, each with
 one known secret planted raw (the only spelling the baseline can find),
-redacted at the default length limit. Both sides search the same known
-values (keys, app keys, and `KNOWN` more). Target: ratio ≤ 2.0. Both sides
-must mask every planted value; a miss is an error, not a figure.
+redacted at the default length limit. Both sides search the same four
+known values (as a CLI run has: AK, SK, appAk, appSk) and `--known` more
+(a batch that read many details; the round-1 alternation slows down with
+each, today's trie does not). Target: ratio ≤ 2.0. Both sides must mask
+every planted value; a miss is an error, not a figure.
 
 A second, informational line times the new redactor on the same messages
 with each value planted in a rotating escaped spelling (JSON, ``\\/``,
 ``\\uXXXX``, percent-encoded, HTML), which the baseline cannot find at all.
 
-    python benchmarks/bench_redact.py [--quick] [--n N]
+    python benchmarks/bench_redact.py [--quick] [--n N] [--known N]
 """
 
 from __future__ import annotations
@@ -33,9 +35,8 @@ import _common
 TARGET: Final = 2.0
 N: Final = 30_000
 QUICK_N: Final = 600
-#: Known values besides the planted ones (a batch that read many details).
-KNOWN: Final = 0
 ROUNDS: Final = 3
+#: The values planted (and known): AK, SK, appAk, appSk.
 PLANTED: Final = 4
 
 
@@ -94,18 +95,31 @@ def corpus(n: int, secrets: list[str], rng: random.Random) -> tuple[list[str], l
     return raw, escaped
 
 
+def _known_more() -> int:
+    """`--known N` (default 0), read apart from the common arguments."""
+    import sys
+
+    if "--known" not in sys.argv:
+        return 0
+    at = sys.argv.index("--known")
+    value = int(sys.argv[at + 1])
+    del sys.argv[at : at + 2]
+    return value
+
+
 def main() -> None:
+    known_more = _known_more()
     args = _common.arguments(__doc__ or "", n=N, quick_n=QUICK_N, n_help="planted values")
     _common.header(
         "bench_redact",
-        f"{args.n} messages of ~200 characters with one planted value each, "
-        f"{KNOWN} more known values, best of {ROUNDS} rounds per side (ABBA)",
+        f"{args.n} messages of ~200 characters with one of {PLANTED} known values planted in"
+        f" each, {known_more} more known values, best of {ROUNDS} rounds per side (ABBA)",
     )
     from evalctl._redact import MASK, Redactor, SecretRegistry
 
     rng = random.Random(20261201)  # the same corpus every run
     planted = [_secret(rng) for _ in range(PLANTED)]
-    known = planted + [_secret(rng) for _ in range(KNOWN)]
+    known = planted + [_secret(rng) for _ in range(known_more)]
     raw, escaped = corpus(args.n, planted, rng)
     baseline = RoundOneRedactor(known)
     ours = Redactor(known, registry=SecretRegistry())  # standalone: this run's values only

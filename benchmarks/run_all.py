@@ -28,6 +28,7 @@ SCRIPTS: Final = (
     "bench_batch.py",
     "bench_startup.py",
     "bench_memory.py",
+    "bench_redact.py",
 )
 
 #: A figure line: a ratio (evalctl against its baseline), or a throughput.

@@ -53,6 +53,9 @@ MAX_SIGNATURES: Final = 8192
 _DECODE_LEVELS: Final = 3
 #: The longest spelling of one character (``&#x0010FFFF;``), for cutting long texts.
 _LONGEST_SPELLING: Final = 12
+#: Spellings in the registry's smallest level, and how much larger each next level is.
+_LEVEL_SIZE: Final = 16
+_LEVEL_GROWTH: Final = 8
 
 _AUTH_PREFIX: Final = "bce-auth-v1/"
 # A BCE v1 Authorization value: everything after the prefix up to a delimiter.
@@ -107,17 +110,23 @@ class SecretRegistry:
     """A thread-safe set of secret values, searchable in any spelling.
 
     Values are matched case-insensitively (server text may come back
-    lower-cased). The search pattern is compiled lazily, on the first
-    redaction after a new value, so adding is cheap. Signatures (64 hex
-    digits) are kept apart, in a bounded set checked by the hex-run rule.
+    lower-cased). Their spellings are kept in levels, like an LSM tree: new
+    ones go to a small level, which is merged into the next (eight times
+    larger) when it fills up. Each level's search is compiled lazily, on the
+    first redaction after a change, so a batch that learns a new app secret
+    with every detail recompiles a small pattern, not all of them, and a
+    redaction runs one search per level (one, for the few values of a CLI
+    run). Signatures (64 hex digits) are kept apart, in a bounded set
+    checked by the hex-run rule.
     """
 
     def __init__(self, max_signatures: int = MAX_SIGNATURES) -> None:
         self._lock = threading.Lock()
-        self._values: frozenset[str] = frozenset()
-        self._spellings: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-        self._stale = False
+        self._values: set[str] = set()
+        self._levels: list[set[str]] = [set()]
+        self._compiled: list[re.Pattern[str] | None] = [None]
+        self._patterns: tuple[re.Pattern[str], ...] = ()
+        self._stale: set[int] = set()
         self._longest = 0
         self._signatures: OrderedDict[str, None] = OrderedDict()
         self._max_signatures = max_signatures
@@ -128,11 +137,24 @@ class SecretRegistry:
         if not fresh <= self._values:  # the common case (already known) takes no lock
             with self._lock:
                 fresh -= self._values
-                self._values = self._values | fresh
+                self._values |= fresh
                 for value in fresh:
-                    self._spellings.update(_spellings(value))
+                    self._levels[0].update(_spellings(value))
                     self._longest = max(self._longest, len(value))
-                self._stale = True
+                self._stale.add(0)
+                self._cascade()
+
+    def _cascade(self) -> None:
+        """Merge each full level into the next (with the lock held)."""
+        level = 0
+        while len(self._levels[level]) > _LEVEL_SIZE * _LEVEL_GROWTH**level:
+            if level + 1 == len(self._levels):
+                self._levels.append(set())
+                self._compiled.append(None)
+            self._levels[level + 1] |= self._levels[level]
+            self._levels[level] = set()
+            self._stale |= {level, level + 1}
+            level += 1
 
     def add_signature(self, *hex_values: str) -> None:
         """Remember HMAC hex digests (signatures, signing keys) of recent requests."""
@@ -166,18 +188,18 @@ class SecretRegistry:
         """Whether `hex_value` (64 hex digits) is a remembered signature or signing key."""
         return hex_value.lower() in self._signatures
 
-    def pattern(self) -> re.Pattern[str] | None:
-        """The compiled search for every value's spellings (None while empty)."""
+    def patterns(self) -> tuple[re.Pattern[str], ...]:
+        """The compiled searches for every value's spellings, one per level in use."""
         if self._stale:
             with self._lock:
-                if self._stale:
-                    self._pattern = (
-                        re.compile(_trie_regex(self._spellings), re.IGNORECASE)
-                        if self._spellings
-                        else None
+                for level in self._stale:
+                    words = self._levels[level]
+                    self._compiled[level] = (
+                        re.compile(_trie_regex(words), re.IGNORECASE) if words else None
                     )
-                    self._stale = False
-        return self._pattern
+                self._stale.clear()
+                self._patterns = tuple(p for p in self._compiled if p is not None)
+        return self._patterns
 
     @property
     def longest(self) -> int:
@@ -284,8 +306,7 @@ def _secret_spans(text: str, store: SecretRegistry) -> list[tuple[int, int]]:
     """The (start, end) spans of `text` to mask, in no particular order."""
     decoded, maps = _canonical(text)
     found: list[tuple[int, int]] = []
-    pattern = store.pattern()
-    if pattern is not None:
+    for pattern in store.patterns():
         found.extend(m.span() for m in pattern.finditer(decoded))
     if _AUTH_PREFIX[:-1] in decoded.lower():
         found.extend(m.span() for m in _AUTH_RE.finditer(decoded))

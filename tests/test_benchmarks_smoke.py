@@ -57,6 +57,10 @@ SCRIPTS: Final[dict[str, tuple[list[str], list[str]]]] = {
         ["--n", "50"],
         ["peak RSS dry-run 50 vs 5 ids", "dry-run elapsed"],
     ),
+    "bench_redact.py": (
+        ["--n", "60"],
+        ["redact 60 planted values", "redact 60 planted values, escaped spellings"],
+    ),
 }
 
 #: Scripts whose figure names belong to another part of the project: script →
