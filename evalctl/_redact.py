@@ -82,7 +82,7 @@ _SECRET_FIELD_RE: Final = re.compile(
     rf"""(?=[as])(?<!\w)(?:{_FIELD_NAMES})["']?"""
     # `key: value` (JSON, YAML, headers) may have a space after the colon;
     # `key=value` may not, so prose such as "set ak= and sk=" is left alone.
-    r"""(?:\s*:\s*|=)["']?(?P<value>[^"',;&})\]>\s]+)""",
+    r"""(?:\s*:\s*|=)["'[]?(?P<value>[^"',;&})\]>\s]+)""",
     re.IGNORECASE,
 )
 # The same keys as XML elements: <appSk>value</appSk>.

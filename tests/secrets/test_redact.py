@@ -146,6 +146,7 @@ def test_a_known_secret_is_masked_in_every_spelling(
         ("Authorization: bce-auth-v1/AKunknown/2026/1800/host/ab12", "Authorization: ***"),
         ("auth=bce-auth-v1%2FAKunknown%2F2026%2F1800%2Fhost%2Fab12", "auth=bce-auth-v1%2F***"),
         (f"sig {'ab' * 32} end", "sig *** end"),
+        ("sign_key=[Zq81Lx0Pw3] sign_string=[9 bytes]", "sign_key=[***] sign_string=[9 bytes]"),
         ("set ak= and sk= first", "set ak= and sk= first"),
         ("the task ran 100% of its cases &more", "the task ran 100% of its cases &more"),
     ],
