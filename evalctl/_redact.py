@@ -290,7 +290,7 @@ class Redactor:
         if not text.isprintable():
             text = _printable(text)
         if limit is not None and len(text) > limit:
-            text = text[: limit - 1] + "…"
+            text = _shortened(text, limit - 1) + "…"
         elif cut:
             text += "…"
         return text
@@ -308,8 +308,12 @@ def _secret_spans(text: str, store: SecretRegistry) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     for pattern in store.patterns():
         found.extend(m.span() for m in pattern.finditer(decoded))
-    if _AUTH_PREFIX[:-1] in decoded.lower():
-        found.extend(m.span() for m in _AUTH_RE.finditer(decoded))
+    # The prefix is kept (`bce-auth-v1/***` says what was there) only where it is
+    # spelled plainly: an escaped one is masked too, or a cut could leave it bare.
+    prefixes = [
+        (m.start() - len(_AUTH_PREFIX), m.start(), m.end())
+        for m in (_AUTH_RE.finditer(decoded) if _AUTH_PREFIX[:-1] in decoded.lower() else ())
+    ]
     found.extend(m.span("value") for m in _SECRET_FIELD_RE.finditer(decoded))
     if "<" in decoded:
         found.extend(m.span("value") for m in _SECRET_ELEMENT_RE.finditer(decoded))
@@ -326,6 +330,12 @@ def _secret_spans(text: str, store: SecretRegistry) -> list[tuple[int, int]]:
         )
     for level in reversed(maps):
         found = [level.original(start, end) for start, end in found]
+        prefixes = [
+            (level.original(p, start)[0], *level.original(start, end)) for p, start, end in prefixes
+        ]
+    for prefix, start, end in prefixes:
+        plain = text[prefix:start].lower() == _AUTH_PREFIX
+        found.append((start if plain else prefix, end))
     return found
 
 
@@ -347,6 +357,19 @@ def _masked(text: str, spans: list[tuple[int, int]], keep: int) -> str:
     if at < keep:
         out.append(text[at:keep])
     return "".join(out)
+
+
+def _shortened(text: str, length: int) -> str:
+    """`text[:length]`, cut before a mask it would split (and the prefix the mask follows).
+
+    A cut ``bce-auth-v1/*`` would look like an unmasked Authorization value.
+    """
+    start = text.find(MASK, max(0, length - len(MASK) + 1), length + len(MASK) - 1)
+    split = start != -1 and start < length < start + len(MASK)
+    shortened = text[:start] if split else text[:length]
+    if shortened.lower().endswith(_AUTH_PREFIX):
+        shortened = shortened[: -len(_AUTH_PREFIX)]
+    return shortened
 
 
 def _printable(text: str) -> str:

@@ -144,7 +144,9 @@ def test_a_known_secret_is_masked_in_every_spelling(
         ("&lt;appSk&gt;x9Yq2Lm4Pz&lt;/appSk&gt;", "&lt;appSk&gt;***&lt;/appSk&gt;"),
         ("  secret_access_key: x9Yq2Lm4Pz", "  secret_access_key: ***"),
         ("Authorization: bce-auth-v1/AKunknown/2026/1800/host/ab12", "Authorization: ***"),
-        ("auth=bce-auth-v1%2FAKunknown%2F2026%2F1800%2Fhost%2Fab12", "auth=bce-auth-v1%2F***"),
+        ("auth=bce-auth-v1%2FAKunknown%2F2026%2F1800%2Fhost%2Fab12", "auth=***"),
+        ("v bce-auth-v1/AKunknown/2026/1800/host/ab12", "v bce-auth-v1/***"),
+        ("v bce-auth-v1\\/AKunknown\\/2026", "v ***"),
         (f"sig {'ab' * 32} end", "sig *** end"),
         ("sign_key=[Zq81Lx0Pw3] sign_string=[9 bytes]", "sign_key=[***] sign_string=[9 bytes]"),
         ("set ak= and sk= first", "set ak= and sk= first"),
@@ -241,6 +243,19 @@ def test_a_huge_secret_and_many_secrets_compile() -> None:
 
     assert redact(f"{many[4321]} {huge[:30]}", limit=None) == f"{MASK} {huge[:30]}"
     assert redact(huge, limit=None) == MASK
+
+
+@pytest.mark.parametrize("at", range(1, 16))
+def test_the_length_limit_never_splits_a_mask(at: int) -> None:
+    """A cut through ``bce-auth-v1/***`` would look unmasked: the cut goes before it."""
+    text = "x" * (20 - at) + "bce-auth-v1/AKzz9Wq2Lm/2026/1800/host/ab12 tail"
+
+    shown = Redactor(registry=SecretRegistry())(text, limit=20)
+
+    assert len(shown) <= 20
+    assert shown.endswith("…")
+    assert "bce-auth-v1/" not in shown or "bce-auth-v1/***" in shown, shown
+    assert "*" not in shown.replace(MASK, ""), shown
 
 
 def test_control_characters_never_reach_the_output() -> None:
