@@ -1,0 +1,241 @@
+"""What the secret scan looks for, and every way an outcome can be shown.
+
+`Needles` are the sentinel keys (any 10-character window, any letter case),
+every Authorization value a server received, its signature and the signing
+key under it. A text is searched as written and as the standard library
+decodes it (percent-decoding, HTML entities, JSON escapes, up to three
+layers), so an escaped secret counts as a leak too.
+
+`shown` renders an outcome the way tools print one: str/repr/args/attributes
+of the error and of every exception in its ``__cause__``/``__context__``
+chain, the traceback with every frame's locals (the standard library's
+`TracebackException(capture_locals=True)`), and structlog's dict traceback
+with locals (`ExceptionRenderer(ExceptionDictTransformer(show_locals=True))`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import io
+import json
+import logging
+import re
+import traceback
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import unquote, unquote_plus
+
+import structlog
+from secret_hostile import signing_key
+
+WINDOW: Final = 10
+_HEX64: Final = re.compile(r"[0-9a-fA-F]{64}")
+_UNMASKED_AUTH: Final = re.compile(r"bce-auth-v1/(?!\*\*\*)", re.IGNORECASE)
+STDLIB_LOGGERS: Final = ("", "qianfan", "baidubce", "urllib3", "requests", "aiohttp", "evalctl")
+
+
+@dataclass
+class Needles:
+    """Everything that must not appear."""
+
+    sentinels: tuple[str, ...]
+    secret_key: str
+    authorizations: set[str] = field(default_factory=set)
+
+    def learn(self, authorizations: Iterable[str]) -> None:
+        self.authorizations.update(a for a in authorizations if a)
+
+    def _windows(self) -> re.Pattern[str]:
+        windows = {s[i : i + WINDOW] for s in self.sentinels for i in range(len(s) - WINDOW + 1)}
+        return re.compile("|".join(map(re.escape, sorted(windows))), re.IGNORECASE)
+
+    def _digests(self) -> set[str]:
+        digests = set()
+        for value in self.authorizations:
+            digests.add(value.rsplit("/", 1)[-1].lower())
+            digests.add(signing_key(value, self.secret_key))
+        return {d for d in digests if len(d) == 64}
+
+    def leaks(self, sources: Mapping[str, str]) -> dict[str, list[str]]:
+        """source name → what it leaked (with context); only the sources that did."""
+        windows, digests = self._windows(), self._digests()
+        found: dict[str, list[str]] = {}
+        for name, text in sources.items():
+            hits: set[str] = set()
+            for variant in decodings(text):
+                hits.update(_context(variant, m.start()) for m in windows.finditer(variant))
+                hits.update(
+                    _context(variant, m.start())
+                    for m in _HEX64.finditer(variant)
+                    if m.group().lower() in digests
+                )
+                hits.update(_context(variant, m.start()) for m in _UNMASKED_AUTH.finditer(variant))
+            if hits:
+                found[name] = sorted(hits)
+        return found
+
+
+def _context(text: str, at: int) -> str:
+    return text[max(0, at - 50) : at + 40]
+
+
+def decodings(text: str) -> list[str]:
+    """`text`, and what undoing up to three layers of escaping makes of it."""
+    seen = {text}
+    layer = {text}
+    for _ in range(3):
+        layer = {
+            decoded
+            for t in layer
+            for decoded in (unquote(t), unquote_plus(t), html.unescape(t), json_unescaped(t))
+        } - seen
+        if not layer:
+            break
+        seen |= layer
+    return sorted(seen, key=len)
+
+
+def json_unescaped(text: str) -> str:
+    """JSON string escapes undone (\\uXXXX, \\/, \\", \\\\, \\n …), leaving other text alone."""
+
+    def one(match: re.Match[str]) -> str:
+        token = match.group()
+        if token[1] == "u":
+            return chr(int(token[2:], 16))
+        return {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}.get(token[1], token[1])
+
+    return re.sub(r"\\u[0-9a-fA-F]{4}|\\[\\/\"nrtbf']", one, text)
+
+
+# --- how an outcome is shown -------------------------------------------------------------
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    """The error and every exception reachable through `__cause__`/`__context__` (each once)."""
+    found: list[BaseException] = []
+    todo = [error]
+    while todo:
+        current = todo.pop()
+        if any(current is e for e in found):
+            continue
+        found.append(current)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return found
+
+
+def shown(outcome: object) -> list[str]:
+    """Every text a caller, a logger or an error tracker could make of `outcome`."""
+    if not isinstance(outcome, BaseException):
+        return [repr(outcome), str(outcome), repr(getattr(outcome, "__dict__", None))]
+    texts: list[str] = []
+    for error in chain(outcome):
+        texts += [str(error), repr(error), repr(error.args), repr(getattr(error, "__dict__", {}))]
+    texts.append("".join(traceback.format_exception(outcome)))
+    texts.append(
+        "".join(traceback.TracebackException.from_exception(outcome, capture_locals=True).format())
+    )
+    renderer = structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=True)
+    )
+    rendered = renderer(None, "error", {"event": "failed", "exc_info": outcome})
+    texts.append(json.dumps(rendered, default=repr))
+    return texts
+
+
+def leaking_locals(outcome: object, needles: Needles) -> set[str]:
+    """``file:function: local`` for every frame local of the outcome's tracebacks that leaks."""
+    if not isinstance(outcome, BaseException):
+        return set()
+    found: set[str] = set()
+    for error in chain(outcome):
+        tb = error.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            where = f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_code.co_name}"
+            for name, value in frame.f_locals.items():
+                try:
+                    text = repr(value)
+                except Exception:  # noqa: BLE001, S112 - a broken repr leaks nothing
+                    continue
+                if needles.leaks({name: text}):
+                    found.add(f"{where}: {name}")
+            tb = tb.tb_next
+    return found
+
+
+def no_error_is_its_own_cause(outcome: object) -> bool:
+    """`raise e from e` makes a chain a naive `while e.__cause__` loop never leaves."""
+    if not isinstance(outcome, BaseException):
+        return True
+    return all(e.__cause__ is not e and e.__context__ is not e for e in chain(outcome))
+
+
+# --- capturing every channel ---------------------------------------------------------------
+
+
+@dataclass
+class Captured:
+    """What a run left in structlog, in stdlib logging and in warnings."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    rendered: io.StringIO = field(default_factory=io.StringIO)
+    stdlib: io.StringIO = field(default_factory=io.StringIO)
+    warnings: list[str] = field(default_factory=list)
+
+    def sources(self) -> dict[str, str]:
+        return {
+            "structlog events": repr(self.events),
+            "structlog rendered": self.rendered.getvalue(),
+            "stdlib logging at DEBUG": self.stdlib.getvalue(),
+            "warnings": "\n".join(self.warnings),
+        }
+
+
+@contextlib.contextmanager
+def capturing() -> Iterator[Captured]:
+    """structlog events (raw and rendered as JSON and console), stdlib logging at every level."""
+    captured = Captured()
+    json_renderer = structlog.processors.JSONRenderer(default=repr)
+    console = structlog.dev.ConsoleRenderer(colors=False)
+
+    def collect(_logger: Any, _method: str, event: Any) -> Any:
+        captured.events.append(dict(event))
+        return event
+
+    def render(logger: Any, method: str, event: Any) -> str:
+        captured.rendered.write(json_renderer(logger, method, dict(event)) + "\n")
+        return str(console(logger, method, event))
+
+    saved = structlog.get_config()
+    structlog.configure(
+        processors=[
+            collect,
+            structlog.processors.add_log_level,
+            structlog.processors.format_exc_info,
+            render,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(0),
+        logger_factory=structlog.PrintLoggerFactory(file=captured.rendered),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(captured.stdlib)
+    handler.setLevel(1)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    loggers = [logging.getLogger(name) for name in STDLIB_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(1)  # qianfan's TRACE is 5
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield captured
+        captured.warnings = [str(w.message) for w in caught]
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        structlog.configure(**saved)
