@@ -489,7 +489,9 @@ def _prepare_library(max_attempts: int | None, *, check: bool = True) -> RetryPo
 
         try:
             check_options(keys=GivenKeys(), retry=policy)
-        except MissingCredentialsError:
+        except MissingCredentialsError as exc:
+            if len(exc.missing) == 1:  # the library's message names the one that is missing
+                raise CliError(str(exc)) from None
             raise CliError(
                 "no credentials: export QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY"
                 " (or try `evalctl demo`, which needs none)"

@@ -184,12 +184,14 @@ def resolve_credentials(
     elif use_sk is None:
         error = MissingCredentialsError(
             f"no secret key: set {ENV_SECRET_KEY} (or pass the sk argument);"
-            f" the access key is set ({ak_source})"
+            f" the access key is set ({ak_source})",
+            missing=(ENV_SECRET_KEY,),
         )
     elif use_ak is None:
         error = MissingCredentialsError(
             f"no access key: set {ENV_ACCESS_KEY} (or pass the ak argument);"
-            f" the secret key is set ({sk_source})"
+            f" the secret key is set ({sk_source})",
+            missing=(ENV_ACCESS_KEY,),
         )
     else:
         error = key_error(use_ak, ak_source) or key_error(use_sk, sk_source)

@@ -84,12 +84,19 @@ class ConfigurationError(EvalctlError, ValueError):
 class MissingCredentialsError(ConfigurationError, qf_errors.InvalidArgumentError):
     """No access key / secret key were given or found in the environment."""
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        missing: tuple[str, ...] = ("QIANFAN_ACCESS_KEY", "QIANFAN_SECRET_KEY"),
+    ) -> None:
         super().__init__(
             message
             or "no credentials: set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY"
             " (or pass the ak and sk arguments)"
         )
+        #: The variables not set (one, when only the other key was given).
+        self.missing = missing
 
 
 class InvalidTaskIdError(EvalctlError, ValueError):

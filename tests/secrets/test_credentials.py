@@ -208,6 +208,7 @@ def test_a_missing_key_is_named(
 
     assert str(raised.value) == expected
     assert raised.value.exit_code == 2
+    assert len(raised.value.missing) == (2 if expected.startswith("no credentials") else 1)
     shown = _everything_shown(raised.value)
     assert all(window not in shown for window in _windows(AK) + _windows(SK)), shown
 
