@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote
 
 import structlog
 from secret_hostile import signing_key
@@ -48,9 +48,10 @@ class Needles:
     def learn(self, authorizations: Iterable[str]) -> None:
         self.authorizations.update(a for a in authorizations if a)
 
-    def _windows(self) -> re.Pattern[str]:
-        windows = {s[i : i + WINDOW] for s in self.sentinels for i in range(len(s) - WINDOW + 1)}
-        return re.compile("|".join(map(re.escape, sorted(windows))), re.IGNORECASE)
+    def _windows(self) -> list[str]:
+        return sorted(
+            {s[i : i + WINDOW].lower() for s in self.sentinels for i in range(len(s) - WINDOW + 1)}
+        )
 
     def _digests(self) -> set[str]:
         digests = set()
@@ -66,7 +67,11 @@ class Needles:
         for name, text in sources.items():
             hits: set[str] = set()
             for variant in decodings(text):
-                hits.update(_context(variant, m.start()) for m in windows.finditer(variant))
+                lowered = variant.lower()
+                for window in windows:
+                    at = lowered.find(window)
+                    if at != -1:
+                        hits.add(_context(variant, at))
                 hits.update(
                     _context(variant, m.start())
                     for m in _HEX64.finditer(variant)
@@ -83,19 +88,22 @@ def _context(text: str, at: int) -> str:
 
 
 def decodings(text: str) -> list[str]:
-    """`text`, and what undoing up to three layers of escaping makes of it."""
-    seen = {text}
-    layer = {text}
+    """`text`, and what undoing one, two and three layers of escaping makes of it.
+
+    Each layer undoes percent-encoding, then HTML/XML references, then JSON
+    escapes, so any nesting of up to three of them is undone; alphanumeric
+    characters never change, so no decoding hides a plainly written secret.
+    """
+    variants = [text]
     for _ in range(3):
-        layer = {
-            decoded
-            for t in layer
-            for decoded in (unquote(t), unquote_plus(t), html.unescape(t), json_unescaped(t))
-        } - seen
-        if not layer:
+        last = variants[-1]
+        if "%" not in last and "&" not in last and "\\" not in last:
             break
-        seen |= layer
-    return sorted(seen, key=len)
+        decoded = json_unescaped(html.unescape(unquote(last)))
+        if decoded == last:
+            break
+        variants.append(decoded)
+    return variants
 
 
 def json_unescaped(text: str) -> str:
@@ -149,7 +157,7 @@ def leaking_locals(outcome: object, needles: Needles) -> set[str]:
     """``file:function: local`` for every frame local of the outcome's tracebacks that leaks."""
     if not isinstance(outcome, BaseException):
         return set()
-    found: set[str] = set()
+    reprs: dict[str, str] = {}
     for error in chain(outcome):
         tb = error.__traceback__
         while tb is not None:
@@ -157,13 +165,11 @@ def leaking_locals(outcome: object, needles: Needles) -> set[str]:
             where = f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_code.co_name}"
             for name, value in frame.f_locals.items():
                 try:
-                    text = repr(value)
+                    reprs[f"{where}: {name}"] = repr(value)
                 except Exception:  # noqa: BLE001, S112 - a broken repr leaks nothing
                     continue
-                if needles.leaks({name: text}):
-                    found.add(f"{where}: {name}")
             tb = tb.tb_next
-    return found
+    return set(needles.leaks(reprs))
 
 
 def no_error_is_its_own_cause(outcome: object) -> bool:

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ STOP_ROUTE = "/wenxinworkshop/modelrepo/eval/cancel"
 def _run(verbosity: str, tmp_path: Path, *, fmt: str = "console") -> str:
     """stderr of `evalctl cancel <verbosity>` whose stop fails once (HTTP 503)."""
     with Emulator(ak=AK, sk=SK, stop_delay_s=0.0, app_ak=APP_AK, app_sk=APP_SK) as emulator:
+        # Each run has its own emulator (a fault is injected per run) and its own home.
         task = emulator.add_task(eval_mode="rule,model")  # its detail carries appAk/appSk
         emulator.inject("http_503", route=STOP_ROUTE)
         env = {
@@ -61,15 +63,18 @@ def _leaks(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """stderr of the default, -v and -vv runs, and of -vv with JSON logs."""
-    return {
-        name: _run(flag, tmp_path_factory.mktemp(name.replace(" ", "_")), fmt=fmt)
-        for name, flag, fmt in (
-            ("default", "", "console"),
-            ("-v", "-v", "console"),
-            ("-vv", "-vv", "console"),
-            ("-vv json", "-vv", "json"),
+    runs = (
+        ("default", "", "console"),
+        ("-v", "-v", "console"),
+        ("-vv", "-vv", "console"),
+        ("-vv json", "-vv", "json"),
+    )
+    homes = [tmp_path_factory.mktemp(name.replace(" ", "_")) for name, _, _ in runs]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        errs = list(
+            pool.map(lambda r: _run(r[0][1], r[1], fmt=r[0][2]), zip(runs, homes, strict=True))
         )
-    }
+    return {name: err for (name, _, _), err in zip(runs, errs, strict=True)}
 
 
 def test_only_vv_shows_each_retrys_wait(runs: dict[str, str]) -> None:

@@ -112,3 +112,19 @@ def test_no_secret_leaves_the_command_line_whatever_the_server_echoes(
     assert any("sdk.log" in text for name, text in sources.items() if "-vv" in name)
     leaks = needles.leaks(sources)
     assert leaks == {}, "\n".join(f"{name}: {hits[:3]!r}" for name, hits in leaks.items())
+
+
+@pytest.mark.parametrize("spelling", sorted(SPELLINGS))
+def test_the_scan_sees_through_every_spelling_the_server_uses(spelling: str) -> None:
+    """The detector itself: each spelling of a key, a signature and a signing key is caught."""
+    authorization = f"bce-auth-v1/{AK}/2026-12-01T10:00:00Z/1800/host/{'5e' * 32}"
+    needles = Needles((AK, SK, APP_AK, APP_SK), SK)
+    needles.learn([authorization])
+    spell = SPELLINGS[spelling]
+    digest_only = Needles((), SK)
+    digest_only.learn([authorization])
+
+    for secret in (APP_SK, authorization):
+        assert needles.leaks({"text": f"x {spell(secret)} y"}) != {}, secret
+    assert digest_only.leaks({"text": f"sig {'5e' * 32}"}) != {}
+    assert needles.leaks({"text": "x bce-auth-v1/*** y *** z"}) == {}
