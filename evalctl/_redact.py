@@ -89,6 +89,8 @@ _SECRET_FIELD_RE: Final = re.compile(
 _SECRET_ELEMENT_RE: Final = re.compile(
     rf"""<(?:{_FIELD_NAMES})(?:\s[^>]*)?>(?P<value>[^<]+)""", re.IGNORECASE
 )
+# Anything a shape rule could match starts like this: most texts need no other search.
+_SHAPE_HINT_RE: Final = re.compile(rf"(?=[as])(?<!\w)(?:{_FIELD_NAMES})|bce-auth-v1", re.IGNORECASE)
 # One escaped character (or a run of percent-encoded bytes, one UTF-8 text).
 _ESCAPE_RE: Final = re.compile(
     r"""\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"""
@@ -253,21 +255,26 @@ class Redactor:
         *,
         registry: SecretRegistry | None = SECRETS,
     ) -> None:
-        self._own = SecretRegistry()
         self._shared = registry
+        # Searched only when standalone; with a registry, the registry holds them all.
+        self._own = SecretRegistry()
+        self._count = 0
         self.add(*secrets)
 
     def add(self, *secrets: str | None) -> None:
         """Remember more values to mask (e.g. `appAk` seen in a detail)."""
-        self._own.add(*secrets)
-        if self._shared is not None:
+        if self._shared is None:
+            self._own.add(*secrets)
+            self._count = len(self._own)
+        else:
             self._shared.add(*secrets)
+            self._count += sum(isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH for s in secrets)
 
     def add_authorization(self, authorization: str, secret_key: str | None = None) -> None:
         """Remember an Authorization value that was sent (`SecretRegistry.add_authorization`)."""
-        self._own.add_authorization(authorization, secret_key)
-        if self._shared is not None:
-            self._shared.add_authorization(authorization, secret_key)
+        (self._own if self._shared is None else self._shared).add_authorization(
+            authorization, secret_key
+        )
 
     def __call__(self, text: str, limit: int | None = MAX_SERVER_TEXT) -> str:
         """Return `text` with credentials masked, shortened to `limit` characters."""
@@ -296,7 +303,7 @@ class Redactor:
         return text
 
     def __repr__(self) -> str:
-        return f"Redactor(<{len(self._own)} secrets>)"
+        return f"Redactor(<{self._count} secrets>)"
 
     def __reduce__(self) -> str:  # never pickled with the values
         raise TypeError("Redactor cannot be pickled")
@@ -308,26 +315,13 @@ def _secret_spans(text: str, store: SecretRegistry) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     for pattern in store.patterns():
         found.extend(m.span() for m in pattern.finditer(decoded))
-    # The prefix is kept (`bce-auth-v1/***` says what was there) only where it is
-    # spelled plainly: an escaped one is masked too, or a cut could leave it bare.
-    prefixes = [
-        (m.start() - len(_AUTH_PREFIX), m.start(), m.end())
-        for m in (_AUTH_RE.finditer(decoded) if _AUTH_PREFIX[:-1] in decoded.lower() else ())
-    ]
-    found.extend(m.span("value") for m in _SECRET_FIELD_RE.finditer(decoded))
-    if "<" in decoded:
-        found.extend(m.span("value") for m in _SECRET_ELEMENT_RE.finditer(decoded))
-    for m in _HEX_RUN_RE.finditer(decoded):
-        start, end = m.span()
-        if end - start == _HEX_LENGTH:
-            found.append((start, end))
-            continue
-        run = m.group().lower()  # a known signature inside a longer run of hex digits
-        found.extend(
-            (start + i, start + i + _HEX_LENGTH)
-            for i in range(len(run) - _HEX_LENGTH + 1)
-            if store.knows_signature(run[i : i + _HEX_LENGTH])
-        )
+    prefixes: list[tuple[int, int, int]] = []
+    if _SHAPE_HINT_RE.search(decoded) is not None:
+        prefixes = _shape_spans(decoded, found)
+    if len(decoded) >= _HEX_LENGTH:
+        _hex_spans(decoded, store, found)
+    if not found and not prefixes:
+        return found
     for level in reversed(maps):
         found = [level.original(start, end) for start, end in found]
         prefixes = [
@@ -337,6 +331,37 @@ def _secret_spans(text: str, store: SecretRegistry) -> list[tuple[int, int]]:
         plain = text[prefix:start].lower() == _AUTH_PREFIX
         found.append((start if plain else prefix, end))
     return found
+
+
+def _shape_spans(decoded: str, found: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Add the shape rules' spans to `found`; return the Authorization values' (prefix, start, end).
+
+    The prefix is kept (`bce-auth-v1/***` says what was there) only where it is
+    spelled plainly: an escaped one is masked too, or a cut could leave it bare.
+    """
+    prefixes = [
+        (m.start() - len(_AUTH_PREFIX), m.start(), m.end())
+        for m in (_AUTH_RE.finditer(decoded) if _AUTH_PREFIX[:-1] in decoded.lower() else ())
+    ]
+    found.extend(m.span("value") for m in _SECRET_FIELD_RE.finditer(decoded))
+    if "<" in decoded:
+        found.extend(m.span("value") for m in _SECRET_ELEMENT_RE.finditer(decoded))
+    return prefixes
+
+
+def _hex_spans(decoded: str, store: SecretRegistry, found: list[tuple[int, int]]) -> None:
+    """Add standalone HMACs, and known signatures inside longer hex runs, to `found`."""
+    for m in _HEX_RUN_RE.finditer(decoded):
+        start, end = m.span()
+        if end - start == _HEX_LENGTH:
+            found.append((start, end))
+            continue
+        run = m.group().lower()
+        found.extend(
+            (start + i, start + i + _HEX_LENGTH)
+            for i in range(len(run) - _HEX_LENGTH + 1)
+            if store.knows_signature(run[i : i + _HEX_LENGTH])
+        )
 
 
 def _masked(text: str, spans: list[tuple[int, int]], keep: int) -> str:
