@@ -126,7 +126,7 @@ from qianfan.version import VERSION as QIANFAN_VERSION
 from evalctl import _stopguard
 from evalctl._credentials import Credentials
 from evalctl._errors import ConfigurationError, EvalctlError
-from evalctl._redact import MASK, Redactor
+from evalctl._redact import MASK, Redactor, remember_authorization
 from evalctl._stopguard import Clearance
 
 FailureKind = Literal["timeout", "connection", "http", "envelope", "not_json", "malformed"]
@@ -749,6 +749,8 @@ def _sign_headers(
             headers_to_sign={k.lower().encode() for k in headers},
         )
         headers["Authorization"] = authorization.decode("ascii")
+        # Its signature and signing key are masked by value in whatever evalctl emits.
+        remember_authorization(headers["Authorization"], credentials.secret_key())
     except Exception as exc:  # noqa: BLE001 - args may hold a key: only the type is kept
         return f"the request could not be signed ({type(exc).__name__})"
     # The HTTP client's own headers (User-Agent, Accept, Connection, ...) go
@@ -1053,7 +1055,7 @@ async def asend(
         started_ms,
         timeout,
     )
-    del content
+    del content, headers  # the answer's headers may echo the request's (Authorization)
     return _raised_or(read)
 
 

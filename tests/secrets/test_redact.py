@@ -17,6 +17,7 @@ from collections.abc import Callable
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import pytest
+from secret_hostile import HostileServer
 
 from evalctl import _cli_logging
 from evalctl._redact import (
@@ -302,3 +303,17 @@ def test_redactors_and_the_registry_cannot_be_pickled_and_show_no_value() -> Non
     for thing in (redact, registry):
         with pytest.raises(TypeError, match="cannot be pickled"):
             pickle.dumps(thing)
+
+
+def test_every_request_signed_teaches_the_registry_its_signature() -> None:
+    """Over real HTTP: the signature and signing key of each request sent are known afterwards."""
+    import evalctl
+    from evalctl.emulator import pointed_at
+
+    with HostileServer(AK, SK, "APreg-Kw9Qz5Lm7", "APreg-Tj1Vn4Hc8") as server, pointed_at(server):
+        evalctl.describe_eval_task(server.plan("ame-signed1"))
+        sent = server.authorizations()
+
+    assert len(sent) == 1
+    assert SECRETS.knows_signature(sent[0].rsplit("/", 1)[-1])
+    assert SECRETS.knows_signature(_signing_key(sent[0], SK))
