@@ -310,26 +310,35 @@ class Redactor:
 
 
 def _secret_spans(text: str, store: SecretRegistry) -> list[tuple[int, int]]:
-    """The (start, end) spans of `text` to mask, in no particular order."""
-    decoded, maps = _canonical(text)
+    """The (start, end) spans of `text` to mask, in no particular order.
+
+    Every layer is searched, the text as written included: decoding can also
+    hide a plain secret (``%0A`` + a secret starting with ``A`` decodes the
+    ``A`` away).
+    """
+    texts, maps = _canonical(text)
     found: list[tuple[int, int]] = []
-    for pattern in store.patterns():
-        found.extend(m.span() for m in pattern.finditer(decoded))
-    prefixes: list[tuple[int, int, int]] = []
-    if _SHAPE_HINT_RE.search(decoded) is not None:
-        prefixes = _shape_spans(decoded, found)
-    if len(decoded) >= _HEX_LENGTH:
-        _hex_spans(decoded, store, found)
-    if not found and not prefixes:
-        return found
-    for level in reversed(maps):
-        found = [level.original(start, end) for start, end in found]
-        prefixes = [
-            (level.original(p, start)[0], *level.original(start, end)) for p, start, end in prefixes
-        ]
-    for prefix, start, end in prefixes:
-        plain = text[prefix:start].lower() == _AUTH_PREFIX
-        found.append((start if plain else prefix, end))
+    for depth, decoded in enumerate(texts):
+        spans: list[tuple[int, int]] = []
+        for pattern in store.patterns():
+            spans.extend(m.span() for m in pattern.finditer(decoded))
+        prefixes: list[tuple[int, int, int]] = []
+        if _SHAPE_HINT_RE.search(decoded) is not None:
+            prefixes = _shape_spans(decoded, spans)
+        if len(decoded) >= _HEX_LENGTH:
+            _hex_spans(decoded, store, spans)
+        if not spans and not prefixes:
+            continue
+        for level in reversed(maps[:depth]):
+            spans = [level.original(start, end) for start, end in spans]
+            prefixes = [
+                (level.original(p, start)[0], *level.original(start, end))
+                for p, start, end in prefixes
+            ]
+        for prefix, start, end in prefixes:
+            plain = text[prefix:start].lower() == _AUTH_PREFIX
+            spans.append((start if plain else prefix, end))
+        found.extend(spans)
     return found
 
 
@@ -429,8 +438,12 @@ class _Level:
         return self.original_ends[i] + (at - self.decoded_ends[i])
 
 
-def _canonical(text: str) -> tuple[str, list[_Level]]:
-    """`text` with up to `_DECODE_LEVELS` layers of escaping undone, and the maps back."""
+def _canonical(text: str) -> tuple[list[str], list[_Level]]:
+    """`text` and each of up to `_DECODE_LEVELS` layers of escaping undone, with the maps back.
+
+    ``maps[i]`` maps positions of ``texts[i + 1]`` to positions of ``texts[i]``.
+    """
+    texts = [text]
     levels: list[_Level] = []
     for _ in range(_DECODE_LEVELS):
         # Most texts hold no escape at all: three scans in C say so fastest.
@@ -439,8 +452,9 @@ def _canonical(text: str) -> tuple[str, list[_Level]]:
         ):
             break
         text, level = _decode_once(text)
+        texts.append(text)
         levels.append(level)
-    return text, levels
+    return texts, levels
 
 
 def _decode_once(text: str) -> tuple[str, _Level]:
@@ -506,7 +520,7 @@ def _percent_decoded(token: str, at: int) -> list[tuple[int, int, str]]:
 def _spellings(value: str) -> set[str]:
     """What `value` may look like in a decoded text, lower-cased for the search."""
     spelled = {value, value.replace(" ", "+")}  # `quote_plus` writes a space as +
-    spelled |= {_canonical(v)[0] for v in spelled}
+    spelled |= {_canonical(v)[0][-1] for v in spelled}
     return {v.lower() for v in spelled if len(v) >= MIN_SECRET_LENGTH}
 
 

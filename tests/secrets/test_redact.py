@@ -259,6 +259,17 @@ def test_the_length_limit_never_splits_a_mask(at: int) -> None:
     assert "*" not in shown.replace(MASK, ""), shown
 
 
+@pytest.mark.parametrize("before", ["%0", "%2", "\\x5", "%\\u0041", "&#6", "%25"])
+def test_a_plain_secret_is_masked_even_where_its_neighbour_would_decode_into_it(
+    redactor: Redactor, before: str
+) -> None:
+    """``%0`` + ``AK…`` decodes to a line break + ``K…``: the text as written is searched too."""
+    shown = redactor(f"x{before}{AK} y", limit=None)
+
+    assert AK[:10].lower() not in shown.lower()
+    assert shown.endswith(f"{MASK} y")
+
+
 def test_control_characters_never_reach_the_output() -> None:
     """A hostile body's escape sequences and line breaks are spaces in the result."""
     assert Redactor(registry=SecretRegistry())("a\x1b[2Jb\nc\u2028d") == "a [2Jb c d"
