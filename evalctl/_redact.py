@@ -47,6 +47,8 @@ MAX_SERVER_TEXT: Final = 300
 #: Secrets shorter than this are not searched for (see the module docstring).
 MIN_SECRET_LENGTH: Final = 4
 _MIN_SECRET_LENGTH: Final = MIN_SECRET_LENGTH  # the name earlier code imported
+#: Secrets longer than this are also searched without their first character.
+_MIN_TAIL: Final = 8
 #: Signatures and signing keys remembered by value (each request adds one or two).
 MAX_SIGNATURES: Final = 8192
 #: How many layers of escaping are undone (``%255C`` is two).
@@ -92,11 +94,19 @@ _SECRET_ELEMENT_RE: Final = re.compile(
 # Anything a shape rule could match starts like this: most texts need no other search.
 _SHAPE_HINT_RE: Final = re.compile(rf"(?=[as])(?<!\w)(?:{_FIELD_NAMES})|bce-auth-v1", re.IGNORECASE)
 # One escaped character (or a run of percent-encoded bytes, one UTF-8 text).
-_ESCAPE_RE: Final = re.compile(
+_BACKSLASH_ESCAPE: Final = (
     r"""\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"""
     r"""|\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}|\\x[0-9a-fA-F]{2}|\\[/"'\\bfnrt]"""
-    r"""|(?:%[0-9a-fA-F]{2})+"""
-    r"""|&\#[0-9]{1,8};|&\#[xX][0-9a-fA-F]{1,8};|&[a-zA-Z][a-zA-Z0-9]{1,31};"""
+)
+_PERCENT_ESCAPE: Final = r"(?:%[0-9a-fA-F]{2})+"
+_ENTITY_ESCAPE: Final = r"&\#[0-9]{1,8};|&\#[xX][0-9a-fA-F]{1,8};|&[a-zA-Z][a-zA-Z0-9]{1,31};"
+_ESCAPE_RE: Final = re.compile(f"{_BACKSLASH_ESCAPE}|{_PERCENT_ESCAPE}|{_ENTITY_ESCAPE}")
+#: Each kind of escaping alone, with the character that announces it: undone on its own
+#: too, so that a neighbour of another kind cannot decode into a secret's first character.
+_ESCAPE_KINDS: Final = (
+    ("\\", re.compile(_BACKSLASH_ESCAPE)),
+    ("%", re.compile(_PERCENT_ESCAPE)),
+    ("&", re.compile(_ENTITY_ESCAPE)),
 )
 _BACKSLASHED: Final = {"/": "/", '"': '"', "'": "'", "\\": "\\", "b": "\b", "f": "\f"} | {
     "n": "\n",
@@ -312,13 +322,12 @@ class Redactor:
 def _secret_spans(text: str, store: SecretRegistry) -> list[tuple[int, int]]:
     """The (start, end) spans of `text` to mask, in no particular order.
 
-    Every layer is searched, the text as written included: decoding can also
-    hide a plain secret (``%0A`` + a secret starting with ``A`` decodes the
-    ``A`` away).
+    Every variant is searched, the text as written included: decoding can also
+    hide a secret (``%0`` + ``A…`` decodes to a line break + ``…``), plain or
+    escaped another way.
     """
-    texts, maps = _canonical(text)
     found: list[tuple[int, int]] = []
-    for depth, decoded in enumerate(texts):
+    for decoded, maps in _canonical(text):
         spans: list[tuple[int, int]] = []
         for pattern in store.patterns():
             spans.extend(m.span() for m in pattern.finditer(decoded))
@@ -329,7 +338,7 @@ def _secret_spans(text: str, store: SecretRegistry) -> list[tuple[int, int]]:
             _hex_spans(decoded, store, spans)
         if not spans and not prefixes:
             continue
-        for level in reversed(maps[:depth]):
+        for level in reversed(maps):
             spans = [level.original(start, end) for start, end in spans]
             prefixes = [
                 (level.original(p, start)[0], *level.original(start, end))
@@ -438,30 +447,40 @@ class _Level:
         return self.original_ends[i] + (at - self.decoded_ends[i])
 
 
-def _canonical(text: str) -> tuple[list[str], list[_Level]]:
-    """`text` and each of up to `_DECODE_LEVELS` layers of escaping undone, with the maps back.
+def _canonical(text: str) -> list[tuple[str, list[_Level]]]:
+    """`text`, and what undoing escapes makes of it, each with the maps back to `text`.
 
-    ``maps[i]`` maps positions of ``texts[i + 1]`` to positions of ``texts[i]``.
+    Up to `_DECODE_LEVELS` layers of every kind at once, and up to two layers
+    of each kind alone. A variant's maps are applied last to first.
     """
-    texts = [text]
-    levels: list[_Level] = []
-    for _ in range(_DECODE_LEVELS):
-        # Most texts hold no escape at all: three scans in C say so fastest.
-        if ("\\" not in text and "%" not in text and "&" not in text) or (
-            _ESCAPE_RE.search(text) is None
-        ):
-            break
-        text, level = _decode_once(text)
-        texts.append(text)
-        levels.append(level)
-    return texts, levels
+    variants: list[tuple[str, list[_Level]]] = [(text, [])]
+    # Most texts hold no escape at all: three scans in C say so fastest.
+    if ("\\" not in text and "%" not in text and "&" not in text) or (
+        _ESCAPE_RE.search(text) is None
+    ):
+        return variants
+    seen = {text}
+    kinds: tuple[tuple[str | None, re.Pattern[str]], ...] = ((None, _ESCAPE_RE), *_ESCAPE_KINDS)
+    for trigger, pattern in kinds:
+        current, maps = text, list[_Level]()
+        for _ in range(_DECODE_LEVELS if trigger is None else 2):
+            if trigger is not None and trigger not in current:
+                break
+            decoded, level = _decode_once(current, pattern)
+            if decoded == current:
+                break
+            current, maps = decoded, [*maps, level]
+            if current not in seen:
+                seen.add(current)
+                variants.append((current, maps))
+    return variants
 
 
-def _decode_once(text: str) -> tuple[str, _Level]:
+def _decode_once(text: str, pattern: re.Pattern[str] = _ESCAPE_RE) -> tuple[str, _Level]:
     level = _Level()
     parts: list[str] = []
     last = length = 0
-    for match in _ESCAPE_RE.finditer(text):
+    for match in pattern.finditer(text):
         start = match.start()
         if start > last:
             parts.append(text[last:start])
@@ -518,9 +537,16 @@ def _percent_decoded(token: str, at: int) -> list[tuple[int, int, str]]:
 
 
 def _spellings(value: str) -> set[str]:
-    """What `value` may look like in a decoded text, lower-cased for the search."""
+    """What `value` may look like in a decoded text, lower-cased for the search.
+
+    Its tail without the first character too (when that is still long): a
+    neighbour such as ``%0`` decodes together with that character (``%0a``),
+    and what is left of the secret must not show.
+    """
     spelled = {value, value.replace(" ", "+")}  # `quote_plus` writes a space as +
-    spelled |= {_canonical(v)[0][-1] for v in spelled}
+    if len(value) > _MIN_TAIL:
+        spelled |= {v[1:] for v in spelled}
+    spelled |= {decoded for v in spelled for decoded, _ in _canonical(v)}
     return {v.lower() for v in spelled if len(v) >= MIN_SECRET_LENGTH}
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from secret_hostile import HostileServer
 
 from evalctl import _cli_logging
@@ -328,3 +330,29 @@ def test_every_request_signed_teaches_the_registry_its_signature() -> None:
     assert len(sent) == 1
     assert SECRETS.knows_signature(sent[0].rsplit("/", 1)[-1])
     assert SECRETS.knows_signature(_signing_key(sent[0], SK))
+
+
+_NEIGHBOURS = st.lists(
+    st.sampled_from(
+        [
+            *"ab%25&#;x\\u0/\"'<>=: AKSKq7",
+            *("%2F", "\\u0041", "&amp;", "&#x2F;", "\\/", "%0", "\\x5", "&#6", "é", "\n"),
+            "bce-auth-v1/",
+        ]
+    ),
+    max_size=20,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=_NEIGHBOURS, after=_NEIGHBOURS, spelling=st.sampled_from(sorted(SPELLINGS)))
+def test_no_neighbourhood_and_no_spelling_lets_a_secret_through(
+    before: str, after: str, spelling: str
+) -> None:
+    """Any text around any spelling of a known secret: no decoding of the result shows it."""
+    redact = Redactor([AK, SK, APP_SK], registry=SecretRegistry())
+
+    shown = redact(before + SPELLINGS[spelling](APP_SK) + after, limit=None)
+
+    for text in _decodings(shown):
+        assert all(APP_SK[i : i + 10].lower() not in text.lower() for i in range(7)), text
