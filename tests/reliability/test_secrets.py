@@ -196,6 +196,29 @@ def shown_by(outcome: object) -> list[str]:
         return [repr(outcome), str(outcome)]
     texts = [str(outcome), repr(outcome), repr(vars(outcome))]
     texts.append("".join(traceback.format_exception(outcome)))
+    # With every frame's locals, as error trackers and structlog's dict_tracebacks show them,
+    # and every exception of the cause/context chain (as tests/secrets/secret_scan.py does).
+    # The test's own frames (which hold everything captured so far) are left out.
+    tb = outcome.__traceback__
+    while tb is not None and "/evalctl/" not in tb.tb_frame.f_code.co_filename:
+        tb = tb.tb_next
+    outcome = outcome.with_traceback(tb)
+    texts.append(
+        "".join(traceback.TracebackException.from_exception(outcome, capture_locals=True).format())
+    )
+    renderer = structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=True)
+    )
+    texts.append(json.dumps(renderer(None, "error", {"exc_info": outcome}), default=repr))
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [outcome]
+    while todo:
+        error = todo.pop()
+        if any(error is e for e in seen):
+            continue
+        seen.append(error)
+        texts.extend([str(error), repr(error), repr(error.args)])
+        todo.extend(e for e in (error.__cause__, error.__context__) if e is not None)
     for name in ("last_error", "cause", "result"):
         inner = getattr(outcome, name, None)
         if inner is not None:
