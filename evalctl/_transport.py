@@ -122,6 +122,7 @@ from baidubce.auth.bce_v1_signer import sign  # type: ignore[import-untyped]
 from qianfan import get_config
 from qianfan.resources.typing import QfRequest, QfResponse, RetryConfig
 from qianfan.version import VERSION as QIANFAN_VERSION
+from urllib3.util.url import _encode_target  # what urlopen applies to the target
 
 from evalctl import _stopguard
 from evalctl._credentials import Credentials
@@ -804,10 +805,14 @@ def _sync_url(endpoint: _Endpoint, route: str, action: str) -> str | None:
     prepared = requests.PreparedRequest()
     try:
         prepared.prepare_url(endpoint.base_url + route, {"Action": action})
-        # urllib3 re-encodes the target once more (percent-escapes upper-cased,
-        # invalid characters escaped): apply its public parser so the URL
-        # guarded and signed is byte for byte the one sent.
-        return urllib3.util.parse_url(prepared.url or "")._replace(fragment=None).url
+        parts = urlsplit(prepared.url or "")
+        # urllib3's connection pool re-encodes the request target once more
+        # (`urlopen` calls `_encode_target`: percent-escapes upper-cased,
+        # invalid characters escaped, dot segments that requote_uri revealed
+        # kept). Apply the very same function, so the URL guarded and signed
+        # is byte for byte the one sent.
+        target = _encode_target(prepared.path_url or "/")
+        return f"{parts.scheme}://{parts.netloc}{target}"
     except Exception:  # noqa: BLE001 - any route the client cannot make a URL of
         return None
 
@@ -857,6 +862,12 @@ def _check_origin(endpoint: _Endpoint, url: str, flavour: str) -> None:
         raise ConfigurationError(
             f"the route would send the request to another host than {endpoint.shown};"
             " routes are paths such as /v2/eval"
+        )
+    if urlsplit(url).path.startswith("//"):
+        # Servers read a leading "//" differently (collapsed, or a host):
+        # no console route has one, so it is refused rather than guessed.
+        raise ConfigurationError(
+            "the route's path would start with //; routes are paths such as /v2/eval"
         )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from evalctl import _api
@@ -66,14 +66,8 @@ TAILS = st.sampled_from(
         "?a=1&Action=StopEvalTask",
     ]
 )
-# The first segment is never empty: Python's http.server (the emulator) reads a
-# leading "//" as "/", so the path it records would differ from the one sent.
-FIRST = SEGMENTS.filter(lambda segment: segment not in ("", ".", ".."))
 ROUTES = st.builds(
-    lambda first, parts, tail: "/" + "/".join([first, *parts]) + tail,
-    FIRST,
-    st.lists(SEGMENTS, max_size=5),
-    TAILS,
+    lambda parts, tail: "/" + "/".join(parts) + tail, st.lists(SEGMENTS, max_size=6), TAILS
 )
 ACTIONS = st.sampled_from(["", "StopEvalTask", "DescribeEvalTask", "stopevaltask"])
 BODIES = st.sampled_from([{"id": "ame-prop"}, {"taskId": "ame-prop"}, {"id": 1}])
@@ -131,8 +125,14 @@ def _check(
         assert (received.action or "").lower() != "stopevaltask"
 
 
+# requote_uri turns %2E%2e into "..", which urllib3 sends as is, and yarl
+# resolves to a path starting with "//" (refused): found by this property.
+REVEALED_DOTS = "/wenxinworkshop/%2E%2e//wenxinworkshop"
+
+
 @SETTINGS
 @given(route=ROUTES, action=ACTIONS, body=BODIES)
+@example(route=REVEALED_DOTS, action="", body={"id": "ame-prop"})
 def test_sync_sends_exactly_what_it_guarded(
     server: Emulator, route: str, action: str, body: dict[str, object]
 ) -> None:
@@ -141,6 +141,7 @@ def test_sync_sends_exactly_what_it_guarded(
 
 @SETTINGS
 @given(route=ROUTES, action=ACTIONS, body=BODIES)
+@example(route=REVEALED_DOTS, action="", body={"id": "ame-prop"})
 def test_async_sends_exactly_what_it_guarded(
     server: Emulator, route: str, action: str, body: dict[str, object]
 ) -> None:
