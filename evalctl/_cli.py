@@ -16,7 +16,7 @@ import enum
 import math
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO
 
@@ -283,9 +283,8 @@ def cancel(
         raise CliError(f"cannot write --journal {journal!r}: {exc}", EXIT_ERROR) from None
     if result.total == 0 and not result.interrupted and not result.skipped:
         raise CliError(f"no task ids in {_shown_source(from_file)}")
-    if strict and result.invalid and result.not_started:
-        output.error(f"--strict: {len(result.invalid)} invalid id(s), so nothing was sent")
-    if result.total > 1 or result.duplicates or result.interrupted or result.aborted:
+    # Every id has had its own line; the summary only adds to that for several ids.
+    if result.total > 1 or result.duplicates or result.interrupted or result.skipped:
         output.summary(result)
     raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else result.exit_code)
 
@@ -500,7 +499,7 @@ def _prepare_library(max_attempts: int | None, *, check: bool = True) -> RetryPo
 
 
 def _cancel_batch(
-    task_ids: Iterator[str | int],
+    task_ids: Iterable[str | int],
     output: Output,
     *,
     policy: RetryPolicy,
@@ -536,7 +535,8 @@ def _cancel_batch(
         options["wait_timeout"] = timeout
     if concurrency is not None:
         options["concurrency"] = concurrency
-    bar = _progress_bar() if progress else None
+    total = len(task_ids) if isinstance(task_ids, Sized) else None
+    bar = _progress_bar(total, dry_run) if progress else None
     with bar or nullcontext():
         if bar is not None:
             options["on_progress"] = bar.advance
@@ -555,11 +555,11 @@ def _cancel_batch(
         )
 
 
-def _progress_bar() -> Any:
+def _progress_bar(total: int | None, dry_run: bool) -> Any:
     """A rich progress bar on stderr: done/total, rate, failures so far."""
     from evalctl._cli_progress import BatchProgressBar
 
-    return BatchProgressBar()
+    return BatchProgressBar(total, dry_run=dry_run)
 
 
 def _open_ids(from_file: str | None) -> TextIO | None:
@@ -574,10 +574,60 @@ def _open_ids(from_file: str | None) -> TextIO | None:
         raise CliError(f"cannot read --from-file {from_file!r}: {exc.strerror or exc}") from None
 
 
+class _KnownIds:
+    """Ids known up front (arguments, a regular file): their number is known too.
+
+    Being sized tells the batch so: the progress shows the total from the
+    first frame, and after an early stop every id is still reported.
+    """
+
+    def __init__(self, ids: Iterator[str | int], count: int) -> None:
+        self._ids = ids
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str | int]:
+        return self._ids
+
+
 def _task_ids(
     ids: Sequence[str], source: TextIO | None, source_name: str | None
+) -> Iterator[str | int] | _KnownIds:
+    """The ids of the arguments, then those of the file, one at a time.
+
+    Sized (`_KnownIds`) unless the file is open-ended (a pipe, a terminal):
+    a regular file is counted in a first pass, before anything is sent.
+    """
+    streamed = _streamed_ids(ids, source, source_name)
+    if source is None:
+        return _KnownIds(streamed, len(ids))
+    count = _count_ids(source, source_name)
+    return streamed if count is None else _KnownIds(streamed, len(ids) + count)
+
+
+def _count_ids(source: TextIO, source_name: str | None) -> int | None:
+    """How many id lines a regular file holds (then rewound); None for other files."""
+    import os
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.fstat(source.fileno()).st_mode) or not source.seekable():
+            return None
+        start = source.tell()
+        count = sum(1 for line in source if line.split("#", 1)[0].strip())
+        source.seek(start)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        if source is not sys.stdin:
+            source.close()
+        raise CliError(f"cannot read {_shown_source(source_name)}: {exc}") from None
+    return count
+
+
+def _streamed_ids(
+    ids: Sequence[str], source: TextIO | None, source_name: str | None
 ) -> Iterator[str | int]:
-    """The ids of the arguments, then those of the file, one at a time."""
     for raw in ids:
         yield _as_id(raw)
     if source is None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     # command needs it (a usage error should not pay for it).
     from evalctl._batch import BatchResult, TaskReport
     from evalctl._errors import EvalctlError
-    from evalctl._model import CancelResult, EvalTask
+    from evalctl._model import EvalTask
 
 PROG: Final = "evalctl"
 
@@ -48,50 +48,47 @@ _COLOR_OF: Final = {
 
 @dataclass(frozen=True)
 class TaskView:
-    """One task's line, whatever produced it: the fields both renderings share."""
+    """One task's line, whatever produced it: the fields both renderings share.
+
+    `facts` are the task's ``--json`` fields, the very ones the journal records
+    (`_batch.task_facts`); the human line is drawn from them too.
+    """
 
     task_id: str
     label: str
-    state_before: str | None
-    state_after: str | None
-    log_ids: tuple[str, ...]
+    facts: Mapping[str, Any]
     error: EvalctlError | None = None
 
     @classmethod
     def of(cls, report: TaskReport) -> TaskView:
-        if report.result is not None:
-            return cls.of_result(report.result)
-        assert report.error is not None
-        return cls.of_error(report.task_id, report.error)
-
-    @classmethod
-    def of_result(cls, result: CancelResult) -> TaskView:
-        return cls(
-            result.task_id, result.outcome, result.state_before, result.state_after, result.log_ids
-        )
+        return cls(report.task_id, report.label, report.facts(), report.error)
 
     @classmethod
     def of_error(cls, task_id: str, error: EvalctlError) -> TaskView:
-        from evalctl._errors import ManualEvaluationError, RetryExhaustedError, WaitTimeoutError
+        from evalctl._batch import task_facts
 
-        before: str | None = None
-        after: str | None = None
-        log_ids: tuple[str, ...] = ()
-        if isinstance(error, WaitTimeoutError):
-            before, after = error.result.state_before, error.result.state_after
-            log_ids = error.result.log_ids
-        elif isinstance(error, ManualEvaluationError):
-            before = after = error.state
-        if isinstance(error, RetryExhaustedError):
-            log_ids = error.log_ids
-        log_id = getattr(error, "log_id", None)
-        if isinstance(log_id, str) and log_id and log_id not in log_ids:
-            log_ids = (*log_ids, log_id)
-        return cls(task_id, error.kind, before, after, log_ids, error)
+        return cls(task_id, error.kind, task_facts(task_id, None, error), error)
+
+    @property
+    def state_before(self) -> str | None:
+        return self.facts.get("state_before")
+
+    @property
+    def state_after(self) -> str | None:
+        return self.facts.get("state_after")
+
+    @property
+    def log_ids(self) -> tuple[str, ...]:
+        return tuple(self.facts.get("log_ids", ()))
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.error is None else self.error.exit_code
+        return int(self.facts.get("exit_code", 0))
+
+    @property
+    def is_failure(self) -> bool:
+        """Printed as an error line (anything with an ``error`` field)."""
+        return "error" in self.facts
 
 
 class Output:
@@ -133,11 +130,12 @@ class Output:
     def task(self, view: TaskView) -> None:
         """One finished task."""
         if self.json_mode:
+            # stdout has the task's one line; stderr the error's, as without --json.
             self._stdout(json.dumps(_task_json(view), ensure_ascii=False))
-            if view.error is not None:
+            if view.is_failure:
                 self.error(_task_error_text(view))
-        elif view.error is None:
-            self._stdout(self._task_row(view, _log_ids_text(view.log_ids)))
+        elif not view.is_failure:
+            self._stdout(self._task_row(view, _row_detail(view)))
         elif self.inline_errors:
             self._stdout(self._task_row(view, _task_error_text(view)))
         else:
@@ -245,29 +243,29 @@ class Output:
 
 
 def _task_json(view: TaskView) -> dict[str, Any]:
-    payload: dict[str, Any] = {"task_id": view.task_id}
-    if view.error is None:
-        payload["outcome"] = view.label
-    else:
-        payload["error"] = redact_text(str(view.error))
-        payload["error_kind"] = view.label
-        payload["exit_code"] = view.exit_code
-    payload["state_before"] = _clean(view.state_before)
-    payload["state_after"] = _clean(view.state_after)
-    payload["log_ids"] = list(view.log_ids)
+    """The task's facts, every server-provided text redacted."""
+    payload = dict(view.facts)
+    for name in ("error", "state_before", "state_after"):
+        if name in payload:
+            payload[name] = _clean(payload[name])
     return payload
 
 
 def _task_error_text(view: TaskView) -> str:
-    """The error's message, naming the task and the log id when the message does not."""
-    assert view.error is not None
-    message = str(view.error)
-    if view.task_id not in message:
-        message = f"{view.task_id}: {message}"
-    missing = [log_id for log_id in view.log_ids[-1:] if log_id not in message]
-    if missing:
-        message += f" [log_id {missing[0]}]"
-    return message
+    """The error line: the same text as the ``error`` of ``--json`` and the journal."""
+    return str(view.facts["error"])
+
+
+def _row_detail(view: TaskView) -> str:
+    """What follows the label on a task's human line."""
+    parts = []
+    if "duplicate_of" in view.facts:
+        parts.append(f"same task as {view.facts['duplicate_of']}: handled once")
+    if "by" in view.facts:
+        parts.append(f"stopped by an {view.facts['by']}")
+    if view.log_ids:
+        parts.append(_log_ids_text(view.log_ids))
+    return "; ".join(parts)
 
 
 def summary_text(result: BatchResult) -> str:
@@ -282,9 +280,7 @@ def summary_text(result: BatchResult) -> str:
     if result.duplicates:
         parts.append(f"{result.duplicates} duplicate id(s) skipped")
     if result.skipped:
-        parts.append(f"{result.skipped} skipped (already done in the journal)")
-    if result.not_started:
-        parts.append(f"{result.not_started} not started")
+        parts.append(f"{result.skipped} skipped (settled in the journal)")
     if result.interrupted:
         parts.append("interrupted")
     if result.aborted:

@@ -37,11 +37,17 @@ class _RateColumn(ProgressColumn):
 
 
 class BatchProgressBar:
-    """Context manager; `advance` is the batch's `on_progress` callback."""
+    """Context manager; `advance` is the batch's `on_progress` callback.
 
-    def __init__(self) -> None:
+    Args:
+        total: How many ids there are, when known before the first one is read
+            (arguments, a regular file): shown from the first frame.
+        dry_run: Label the bar "checking": a dry run stops nothing.
+    """
+
+    def __init__(self, total: int | None = None, *, dry_run: bool = False) -> None:
         self._progress = Progress(
-            TextColumn("cancelling"),
+            TextColumn("checking" if dry_run else "cancelling"),
             BarColumn(),
             MofNCompleteColumn(),
             _RateColumn(),
@@ -54,7 +60,8 @@ class BatchProgressBar:
             redirect_stdout=_is_terminal(sys.stdout),
             redirect_stderr=True,
         )
-        self._task = self._progress.add_task("cancel", total=None, failed=0)
+        self._total = total
+        self._task = self._progress.add_task("cancel", total=total, failed=0)
 
     def __enter__(self) -> BatchProgressBar:
         self._progress.__enter__()
@@ -69,9 +76,10 @@ class BatchProgressBar:
         self._progress.__exit__(exc_type, exc, tb)
 
     def advance(self, progress: BatchProgress) -> None:
-        """Show `progress` (total stays open until every id has been read)."""
+        """Show `progress` (an unknown total stays open until every id has been read)."""
+        total = progress.total if progress.total is not None else self._total
         self._progress.update(
-            self._task, completed=progress.done, total=progress.total, failed=progress.failed
+            self._task, completed=progress.done, total=total, failed=progress.failed
         )
 
 

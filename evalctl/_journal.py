@@ -2,17 +2,27 @@
 
 One JSON object per line (UTF-8), two kinds of record::
 
-    {"record": "intent", "task_id": "ame-…", "api": "v1", "time": "2025-…Z"}
-    {"record": "final", "task_id": "ame-…", "outcome": "cancelled",
-     "exit_code": 0, "state_before": "Doing", "state_after": "Stopping",
-     "log_ids": ["…", "…"], "attempts": 2, "api": "v1", "time": "2025-…Z"}
+    {"record": "intent", "task_id": "ame-…", "id_str": "ame-…", "id_int": 42,
+     "api": "v1", "time": "2025-…Z"}
+    {"record": "final", "task_id": "ame-…", "outcome": "cancelled", "exit_code": 0,
+     "state_before": "Doing", "state_after": "Stopping", "log_ids": ["…", "…"],
+     "attempts": 2, "api": "v1", "time": "2025-…Z"}
 
-An intent is written (and fsynced) right before a task's first stop request
-is sent, so after a crash the journal tells which stops may have reached the
-server. A final record is written when a task finishes; a failed task has
-``"error"`` (the message) and ``"error_kind"`` instead of ``"outcome"``.
+An intent is written (and fsynced) once the pre-check has cleared a task,
+right before its first stop request is sent, so after a crash the journal
+tells which stops may have reached the server; it names the task as the
+detail did (`id_str`, `id_int`) as well as the id given. A final record is
+written when a task finishes; its fields are those of the task's ``--json``
+line (a failed task has ``"error"``, ``"error_kind"`` and ``"exit_code"``
+instead of ``"outcome"``), plus ``attempts``, ``api`` and ``time``.
 No record carries a credential: error messages are redacted where they are
 made, and nothing else from a request is written.
+
+Resume by fact: a final record settles its task only when it states a fact
+about the task (`SETTLING_OUTCOMES`, `SETTLING_ERRORS`); everything else (a
+refused key, an undecided pre-check, an invalid response, exhausted retries,
+a lost connection, a dry run, an unconfirmed stop, not started, ...) says
+nothing about the task, and `--resume` runs it again.
 
 Only one process writes a journal at a time (an exclusive ``flock`` where the
 platform has it). A crash (``kill -9``) can tear the last line: readers skip
@@ -24,27 +34,21 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from os import PathLike
 from typing import Any, Final
 
 from evalctl import _logging
-from evalctl._errors import (
-    ConfigurationError,
-    EvalctlError,
-    ManualEvaluationError,
-    WaitTimeoutError,
-)
-from evalctl._model import CancelResult
+from evalctl._errors import ConfigurationError
 
 INTENT: Final = "intent"
 FINAL: Final = "final"
-#: Final records that do not settle a task: `--resume` runs these again.
-#: A dry run decided nothing, and transient trouble may have passed.
-UNSETTLED_OUTCOMES: Final = frozenset({"dry_run"})
-UNSETTLED_ERRORS: Final = frozenset({"retry_exhausted", "transport"})
+#: Final records that settle a task: they state a fact about it. Any other
+#: record (see the module docstring) leaves the task to a resumed run.
+SETTLING_OUTCOMES: Final = frozenset({"cancelled", "already_stopped", "not_running", "duplicate"})
+SETTLING_ERRORS: Final = frozenset({"manual_evaluation", "not_found"})
 
 UNREADABLE_EVENT: Final = "evalctl.journal_unreadable"
 
@@ -60,7 +64,8 @@ class JournalState:
 
     Attributes:
         settled: Ids with a final record that settles them (see `settles`).
-        intents: Ids with an intent record (a stop was about to be sent).
+        intents: Every name of the tasks with an intent record (the id given,
+            and the detail's `id_str`/`id_int`): a stop may have been sent.
         unreadable: Lines that were not JSON objects (a torn last line).
     """
 
@@ -102,57 +107,41 @@ def read_journal(path: str | PathLike[str]) -> JournalState:
                 state.settled.add(task_id)
             elif record.get("record") == INTENT:
                 state.intents.add(task_id)
+                state.intents.update(
+                    str(record[name])
+                    for name in ("id_str", "id_int")
+                    if isinstance(record.get(name), str | int)
+                    and not isinstance(record.get(name), bool)
+                )
     if state.unreadable:
         _logging.event("warning", UNREADABLE_EVENT, path=os.fspath(path), lines=state.unreadable)
     return state
 
 
 def settles(record: Mapping[str, Any]) -> bool:
-    """Whether a final record means the task needs nothing more from a resumed run."""
+    """Whether a final record states a fact about its task, so a resumed run skips it."""
     if "outcome" in record:
-        return record["outcome"] not in UNSETTLED_OUTCOMES
-    return record.get("error_kind") not in UNSETTLED_ERRORS
+        return record["outcome"] in SETTLING_OUTCOMES
+    return record.get("error_kind") in SETTLING_ERRORS
 
 
-def intent_record(task_id: str, api: str) -> dict[str, Any]:
-    """The record written right before a task's first stop request."""
-    return {"record": INTENT, "task_id": task_id, "api": api, "time": _now()}
-
-
-def final_record(
-    task_id: str,
-    result: CancelResult | None,
-    error: EvalctlError | None,
-    *,
-    log_ids: Sequence[str],
-    attempts: int,
-    api: str,
+def intent_record(
+    task_id: str, api: str, *, id_str: str | None = None, id_int: int | None = None
 ) -> dict[str, Any]:
-    """The record of a finished task: its outcome, or its error."""
-    record: dict[str, Any] = {"record": FINAL, "task_id": task_id}
-    before: str | None = None
-    after: str | None = None
-    if result is not None:
-        record["outcome"] = result.outcome
-        record["exit_code"] = 0
-        before, after = result.state_before, result.state_after
-    elif error is not None:
-        record["error"] = str(error)
-        record["error_kind"] = error.kind
-        record["exit_code"] = error.exit_code
-        if isinstance(error, WaitTimeoutError):
-            before, after = error.result.state_before, error.result.state_after
-        elif isinstance(error, ManualEvaluationError):
-            before = after = error.state
-    record.update(
-        state_before=before,
-        state_after=after,
-        log_ids=list(log_ids),
-        attempts=attempts,
-        api=api,
-        time=_now(),
-    )
-    return record
+    """The record written once the pre-check cleared a task, right before its first stop."""
+    return {
+        "record": INTENT,
+        "task_id": task_id,
+        "id_str": id_str,
+        "id_int": id_int,
+        "api": api,
+        "time": _now(),
+    }
+
+
+def final_record(fields: Mapping[str, Any], *, attempts: int, api: str) -> dict[str, Any]:
+    """The record of a finished task: `fields` (those of its ``--json`` line) and bookkeeping."""
+    return {"record": FINAL, **fields, "attempts": attempts, "api": api, "time": _now()}
 
 
 class Journal:
@@ -186,9 +175,12 @@ class Journal:
         # After a crash the last line may be torn: start on a fresh one.
         self._prefix = b"\n" if torn else b""
         self._closed = False
+        self._unsynced = False
 
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Append one record and fsync it.
+    def write(self, record: Mapping[str, Any], *, sync: bool = True) -> None:
+        """Append one record and fsync it (with `sync=False`: at `close`).
+
+        Records that guard no stop (ids never started) need not cost an fsync each.
 
         Raises:
             OSError: the write or the fsync failed (disk full, I/O error).
@@ -204,15 +196,21 @@ class Journal:
             while data:
                 written = os.write(self._fd, data)
                 data = data[written:]
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
+            self._unsynced = not sync
 
     def close(self) -> None:
-        """Release the lock and close the file; idempotent."""
+        """Fsync what is left, release the lock and close the file; idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            os.close(self._fd)
+            try:
+                if self._unsynced:
+                    os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
 
     def __enter__(self) -> Journal:
         return self

@@ -133,13 +133,17 @@ def test_strict_sends_nothing_when_one_id_is_invalid(emulator: Emulator) -> None
     result = cancel_eval_tasks([*good, "ame-bad!"], strict=True, on_report=reports)
 
     assert emulator.requests == []
-    assert [(r.task_id, r.label) for r in reports.items] == [("ame-bad!", "invalid_task_id")]
+    assert [
+        *((task_id, "not_started", 2) for task_id in good),
+        ("ame-bad!", "invalid_task_id", 2),
+    ] == [(r.task_id, r.label, r.exit_code) for r in reports.items]
     assert (
         result.exit_code,
         result.total,
         result.not_started,
         result.invalid,
-    ) == (2, 4, 3, ("ame-bad!",))
+        result.failed,
+    ) == (2, 4, 3, ("ame-bad!",), ())
 
 
 def test_strict_runs_normally_when_every_id_is_valid(emulator: Emulator) -> None:
@@ -232,13 +236,15 @@ def test_ctrl_c_lets_tasks_in_flight_finish_and_starts_no_new_ones(emulator: Emu
     result = cancel_eval_tasks(source(), concurrency=2, on_report=reports)
 
     assert (result.interrupted, result.exit_code) == (True, EXIT_INTERRUPTED)
-    reported = {r.task_id for r in reports.items}
-    assert 2 <= len(reported) < 10
-    assert reported <= set(ids[:10])
-    assert len(reported) + result.not_started == 10
+    # An open-ended source is not read further; every id it gave has one report.
+    assert sorted(ids[:10]) == sorted(r.task_id for r in reports.items)
+    ran = {r.task_id for r in reports.items if r.label == "cancelled"}
+    assert 2 <= len(ran) < 10
+    assert len(ran) + result.not_started == 10 == result.total
     started = {r.task_id for r in emulator.requests}
-    assert started == reported
-    assert {"cancelled": len(reported)} == result.counts
+    assert started == ran
+    assert {"cancelled": len(ran), "not_started": 10 - len(ran)} == result.counts
+    assert {EXIT_INTERRUPTED} == {r.exit_code for r in reports.items if r.label == "not_started"}
 
 
 def test_an_on_report_failure_stops_the_batch_and_is_raised(emulator: Emulator) -> None:
@@ -374,10 +380,16 @@ def test_refused_keys_stop_the_batch_instead_of_failing_every_task(emulator: Emu
     assert result.aborted is not None
     assert "authentication failed" in result.aborted
     assert result.exit_code == 1
-    assert set(reports.labels().values()) == {"authentication"}
+    labels = reports.labels()
+    # Every id is accounted for: the ones tried, and the rest never started.
+    assert sorted(ids) == sorted(labels)
+    assert len(reports.items) == 40 == result.total
+    assert {"authentication", "not_started"} == set(labels.values())
+    tried = [task_id for task_id, label in labels.items() if label == "authentication"]
+    assert 40 - len(tried) == result.not_started == result.counts["not_started"]
+    assert sorted(tried) == sorted(result.failed)
     # At most the tasks already in flight were tried: far fewer than 40 requests.
     assert len(emulator.requests) <= 2 + 2
-    assert result.not_started + len(reports.items) <= 40
     assert emulator.stop_requests() == []
 
 

@@ -121,13 +121,19 @@ def test_ctrl_c_finishes_and_journals_the_tasks_in_flight_then_exits_130(
     out, err = process.communicate(timeout=TIMEOUT_S)
 
     assert process.returncode == 130, err
-    finished = final_ids(journal)
-    assert set(finished.values()) == {1}
-    assert 10 <= len(finished) < TASKS
+    # Every id of the file has exactly one final record and one line, run or not.
+    assert dict.fromkeys(ids, 1) == dict(final_ids(journal))
+    finals = {r["task_id"]: r for r in journal_records(journal) if r["record"] == "final"}
+    ran = {task_id for task_id, r in finals.items() if r.get("error_kind") != "not_started"}
+    assert 10 <= len(ran) < TASKS
     started = {r.task_id for r in server.requests}
-    assert started == set(finished), "a started task was left without a final record"
+    assert started == ran, "a started task was left without a final record"
     intents = {r["task_id"] for r in journal_records(journal) if r["record"] == "intent"}
-    assert intents == set(finished)
-    assert set(finished) == {line.split()[0] for line in out.splitlines()}
+    assert intents == ran
+    assert {130} == {r["exit_code"] for t, r in finals.items() if t not in ran}
+    assert ran == {line.split()[0] for line in out.splitlines()}
+    not_started = [line for line in err.splitlines() if ": not started, nothing sent: " in line]
+    assert sorted(set(ids) - ran) == sorted(line.split()[2].rstrip(":") for line in not_started)
+    assert f"evalctl: {TASKS} tasks: " in err
     assert "interrupted" in err
     assert all(len(server.stop_requests(task_id)) <= 1 for task_id in ids)

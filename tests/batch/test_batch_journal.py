@@ -11,7 +11,7 @@ import pytest
 from helpers import events
 
 from evalctl import ConfigurationError, _api
-from evalctl._batch import cancel_eval_tasks
+from evalctl._batch import TaskReport, cancel_eval_tasks
 from evalctl._journal import UNREADABLE_EVENT, Journal, final_record, read_journal
 from evalctl._model import CancelResult
 from evalctl.emulator import Emulator
@@ -35,7 +35,12 @@ def test_each_finished_task_gets_one_final_record(emulator: Emulator, tmp_path: 
     cancel_eval_tasks([running, manual, "bad-id"], journal=journal)
 
     by_id = {r["task_id"]: r for r in finals(journal)}
-    assert {running, manual} == set(by_id)  # an invalid id names no task: not journalled
+    assert {running, manual, "bad-id"} == set(by_id)  # every id given, invalid ones too
+    assert (
+        by_id["bad-id"]["error_kind"],
+        by_id["bad-id"]["exit_code"],
+        by_id["bad-id"]["attempts"],
+    ) == ("invalid_task_id", 2, 0)
     cancelled = by_id[running]
     log_ids = cancelled.pop("log_ids")
     time = cancelled.pop("time")
@@ -124,8 +129,8 @@ def test_resume_runs_dry_runs_and_transient_failures_again(
     cancel_eval_tasks([flaky], journal=journal)
     emulator.set_fault_rate(0.0)
     with Journal(journal) as open_journal:
-        earlier = CancelResult(settled, "not_running", "Done", "Done")
-        open_journal.write(final_record(settled, earlier, None, log_ids=[], attempts=1, api="v1"))
+        earlier = TaskReport(settled, CancelResult(settled, "not_running", "Done", "Done"))
+        open_journal.write(final_record(earlier.facts(), attempts=1, api="v1"))
     emulator.clear_requests()
 
     result = cancel_eval_tasks([dry, flaky, settled], journal=journal, resume=True)
@@ -171,7 +176,14 @@ def test_a_stop_sent_before_a_crash_is_not_sent_again_on_resume(
 
     result = cancel_eval_tasks([task], journal=journal, resume=True)
 
-    assert (result.counts, emulator.stop_requests()) == ({"already_stopped": 1}, [])
+    # The earlier run's stop did it: reported cancelled (by it), not already_stopped.
+    assert (result.counts, emulator.stop_requests()) == ({"cancelled": 1}, [])
+    [final] = finals(journal)
+    assert (
+        final["outcome"],
+        final["by"],
+        final["state_before"],
+    ) == ("cancelled", "earlier run", "Stopping")
     assert {task} == read_journal(journal).intents
 
 
@@ -198,13 +210,20 @@ def test_an_unusable_journal_path_is_a_configuration_error(
     assert emulator.requests == []
 
 
-def test_strict_refusal_does_not_create_the_journal(emulator: Emulator, tmp_path: Path) -> None:
-    """strict with an invalid id sends nothing and writes nothing."""
+def test_strict_refusal_journals_every_id_and_sends_nothing(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """strict with an invalid id: nothing sent; each id has its record (not_started, invalid)."""
     journal = tmp_path / "j.jsonl"
+    good = emulator.add_task()
 
-    cancel_eval_tasks([emulator.add_task(), "nope"], journal=journal, strict=True)
+    cancel_eval_tasks([good, "nope"], journal=journal, strict=True)
 
-    assert not journal.exists()
+    assert emulator.requests == []
+    assert [(good, "not_started", 2), ("nope", "invalid_task_id", 2)] == [
+        (r["task_id"], r["error_kind"], r["exit_code"]) for r in finals(journal)
+    ]
+    assert not read_journal(journal).settled
 
 
 def test_the_journal_holds_no_secret(emulator: Emulator, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ FORBIDDEN = (AK, SK, "bce-auth-v1/", DEFAULT_APP_AK, DEFAULT_APP_SK, "redis", "T
 TIMEOUT_S = 60
 
 EVALCTL = shutil.which("evalctl", path=str(Path(sys.executable).parent)) or shutil.which("evalctl")
-JSON_KEYS_OK = {"task_id", "outcome", "state_before", "state_after", "log_ids"}
+JSON_KEYS_OK = {"task_id", "outcome", "exit_code", "state_before", "state_after", "log_ids"}
 JSON_KEYS_ERROR = {
     "task_id",
     "error",
