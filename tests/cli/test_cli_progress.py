@@ -78,3 +78,71 @@ def test_json_output_never_draws_a_progress_bar() -> None:
     assert code == 0
     assert len(stdout.splitlines()) == 3
     assert "cancelling" not in terminal
+
+
+def _first_frame(terminal: str, label: str) -> str:
+    """The bar as first drawn: from its label to the end of that frame's line."""
+    start = terminal.index(label)
+    end = min(
+        (i for i in (terminal.find("\r", start), terminal.find("\n", start)) if i != -1),
+        default=len(terminal),
+    )
+    return terminal[start:end]
+
+
+def _bar_env(emulator: Emulator) -> dict[str, str]:
+    env = {
+        **os.environ,
+        **sdk_environment(emulator),
+        "EVALCTL_TESTING": "1",
+        "TERM": "xterm",
+        "COLUMNS": "120",
+    }
+    env.pop("NO_COLOR", None)
+    return env
+
+
+def test_the_first_frame_shows_the_total_of_ids_given_as_arguments() -> None:
+    """Every id on the command line is known up front: the bar says 0/12 at once, not 0/?."""
+    with Emulator(ak=AK, sk=SK, latency_s=0.02) as emulator:
+        ids = [emulator.add_task() for _ in range(12)]
+
+        code, stdout, terminal = _run_with_terminal_stderr(["cancel", *ids], _bar_env(emulator))
+
+    assert code == 0
+    first = _first_frame(terminal, "cancelling")
+    assert "0/12" in first, first
+    assert "?" not in first
+    assert len(stdout.splitlines()) == 12
+
+
+def test_the_first_frame_shows_the_total_of_ids_in_a_regular_file(tmp_path: Path) -> None:
+    """A regular --from-file is counted before anything is sent (blank lines and comments not)."""
+    with Emulator(ak=AK, sk=SK, latency_s=0.02) as emulator:
+        ids = [emulator.add_task() for _ in range(9)]
+        id_file = tmp_path / "ids.txt"
+        id_file.write_text("# to stop\n\n" + "\n".join(ids) + "\n")
+
+        code, stdout, terminal = _run_with_terminal_stderr(
+            ["cancel", "--from-file", str(id_file)], _bar_env(emulator)
+        )
+
+    assert code == 0
+    first = _first_frame(terminal, "cancelling")
+    assert "0/9" in first, first
+    assert sorted(ids) == sorted(line.split()[0] for line in stdout.splitlines())
+
+
+def test_a_dry_run_is_labelled_checking_not_cancelling() -> None:
+    """--dry-run stops nothing, and its progress bar says so."""
+    with Emulator(ak=AK, sk=SK, latency_s=0.02) as emulator:
+        ids = [emulator.add_task() for _ in range(5)]
+
+        code, stdout, terminal = _run_with_terminal_stderr(
+            ["cancel", "--dry-run", *ids], _bar_env(emulator)
+        )
+
+    assert code == 0
+    assert "cancelling" not in terminal
+    assert "0/5" in _first_frame(terminal, "checking")
+    assert {"dry_run"} == {line.split()[2] for line in stdout.splitlines()}
