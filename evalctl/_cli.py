@@ -157,6 +157,7 @@ def _root(
       5    retries exhausted
       6    the server rejected the stop
       7    the pre-check could not decide: nothing stopped
+      8    a stop may have been sent but could not be confirmed (--resume verifies)
       130  interrupted
     """
     _globals.verbosity = verbose
