@@ -215,9 +215,9 @@ def test_json_and_the_journal_say_the_same_with_the_states_read(
 def test_kill_9_at_random_points_then_resume_stops_every_task_exactly_once(
     tmp_path: Path,
 ) -> None:
-    """25 SIGKILLs over a 300-task batch, then --resume: one final record per id, one stop
+    """21 SIGKILLs over a 300-task batch, then --resume: one final record per id, one stop
     per task, and the tasks whose stop a killed run sent are reported cancelled (by it)."""
-    tasks, kills = 300, 25
+    tasks, kills = 300, 21
     rng = random.Random(1414)
     with Emulator(ak=AK, sk=SK, stop_delay_s=0.0, latency_s=0.002) as server:
         ids = [server.add_task() for _ in range(tasks)]

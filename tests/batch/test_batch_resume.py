@@ -188,14 +188,21 @@ def test_wait_on_a_task_found_stopping_that_never_settles_times_out(emulator: Em
     assert emulator.stop_requests() == []
 
 
-def test_an_id_and_its_integer_twin_stop_the_task_once(emulator: Emulator) -> None:
-    """The same task as `ame-…` and as its integer id: one stop; the other is a duplicate (0)."""
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_an_id_and_its_integer_twin_stop_the_task_once(
+    emulator: Emulator, concurrency: int
+) -> None:
+    """The same task as `ame-…` and as its integer id: one stop; the other is a duplicate (0).
+
+    One worker: the second finds the task stopping (folded as it is reported);
+    two: both pre-checks may pass, and the second clearance is refused.
+    """
     task = emulator.add_task()
     integer = emulator.task(task).evaluation_id
     reports = Reports()
 
-    with pytest.warns(DeprecationWarning, match="integer evaluation ids"):
-        result = cancel_eval_tasks([task, integer], concurrency=2, on_report=reports)
+    with pytest.warns(DeprecationWarning, match="deprecated by Qianfan"):
+        result = cancel_eval_tasks([task, integer], concurrency=concurrency, on_report=reports)
 
     assert emulator.task(task).stop_requests == 1
     labels = sorted(r.label for r in reports)
