@@ -43,6 +43,7 @@ _COLOR_OF: Final = {
     "dry_run": _GREEN,
     "already_stopped": _YELLOW,
     "not_running": _YELLOW,
+    "duplicate": _YELLOW,
 }
 
 

@@ -232,10 +232,11 @@ def test_the_journal_holds_no_secret(emulator: Emulator, tmp_path: Path) -> None
     ids = [emulator.add_task(eval_mode="model"), emulator.add_task(eval_mode="manual")]
     emulator.inject("http_503", times=1)
 
-    cancel_eval_tasks([*ids, "ame-nosuchtask"], journal=journal)
+    # A key pasted as an id is invalid, and journalled masked.
+    cancel_eval_tasks([*ids, "ame-nosuchtask", emulator.sk, emulator.ak], journal=journal)
 
     text = journal.read_text("utf-8")
-    assert len(finals(journal)) == 3
+    assert len(finals(journal)) == 5
     for secret in (emulator.sk, emulator.ak, DEFAULT_APP_AK, DEFAULT_APP_SK):
         assert secret not in text
 
