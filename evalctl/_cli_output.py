@@ -279,7 +279,7 @@ def summary_text(result: BatchResult) -> str:
         more = len(failed) - _MAX_FAILED_SHOWN
         parts.append(f"failed: {shown}" + (f" (+{more} more)" if more > 0 else ""))
     if result.duplicates:
-        parts.append(f"{result.duplicates} duplicate id(s) skipped")
+        parts.append(f"{result.duplicates} repeated id(s) ignored")
     if result.skipped:
         parts.append(f"{result.skipped} skipped (settled in the journal)")
     if result.interrupted:
