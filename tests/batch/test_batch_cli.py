@@ -288,3 +288,37 @@ def test_kill_9_at_random_points_then_resume_stops_every_task_exactly_once(
         intents = Counter(r["task_id"] for r in records(journal) if r["record"] == "intent")
         assert by_earlier <= set(intents)
         assert all(server.task(t).stop_requests == 1 for t in by_earlier)
+
+
+def test_ctrl_c_on_ids_from_an_open_pipe_reports_the_ids_read_and_exits_130(
+    server: Emulator, tmp_path: Path
+) -> None:
+    """stdin still open (more ids may come): Ctrl-C ends the wait; each id read has its line."""
+    assert EVALCTL is not None
+    ids = [server.add_task() for _ in range(5)]
+    journal = tmp_path / "j.jsonl"
+    process = subprocess.Popen(
+        [EVALCTL, "cancel", "--from-file", "-", "--journal", str(journal)],
+        env=environment(server, tmp_path),
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None
+    process.stdin.write("".join(f"{task_id}\n" for task_id in ids))
+    process.stdin.flush()  # and left open: the reader blocks for more
+    deadline = time.monotonic() + TIMEOUT_S
+    while final_count(journal) < len(ids):
+        assert process.poll() is None
+        assert time.monotonic() < deadline, "the batch made no progress"
+        time.sleep(0.01)
+
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=TIMEOUT_S)
+
+    assert process.returncode == 130, err
+    assert sorted(ids) == sorted(line.split()[0] for line in out.splitlines())
+    assert err.splitlines()[-1] == "evalctl: 5 tasks: 5 cancelled; interrupted"
+    assert dict.fromkeys(ids, 1) == dict(Counter(r["task_id"] for r in finals(journal)))
