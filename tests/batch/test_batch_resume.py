@@ -24,6 +24,7 @@ from evalctl._batch import (
     cancel_eval_tasks,
 )
 from evalctl._journal import SETTLING_ERRORS, SETTLING_OUTCOMES, read_journal, settles
+from evalctl._model import EvalTask
 from evalctl.emulator import Emulator, pointed_at
 
 
@@ -188,6 +189,10 @@ def test_wait_on_a_task_found_stopping_that_never_settles_times_out(emulator: Em
     assert emulator.stop_requests() == []
 
 
+@pytest.mark.skipif(
+    "id_int" not in EvalTask.__dataclass_fields__,
+    reason="the fold reads EvalTask.id_str/id_int, which the decide branch adds (12.5)",
+)
 @pytest.mark.parametrize("concurrency", [1, 2])
 def test_an_id_and_its_integer_twin_stop_the_task_once(
     emulator: Emulator, concurrency: int
