@@ -1,0 +1,192 @@
+"""`evalctl.guard()`: the SDK's own stop paths go through evalctl's pre-check.
+
+Existing projects stop evaluation tasks through the SDK, not through
+`evalctl.call_action`. After `guard()`, every evaluation stop issued through
+the SDK's public stop paths in this process is sent by evalctl instead — the
+manual-mode pre-check first, then evalctl's retries and log events — and
+returns the `QfResponse` the SDK would have returned:
+
+- `qianfan.resources.console.utils.call_action` (which is also what
+  ``qianfan api raw.console`` calls): the module attribute is replaced, and so
+  is every module-level name in an already imported module that is bound to
+  the original function (``from qianfan.resources.console.utils import
+  call_action`` done before `guard()`, as the SDK's CLI module does).
+  Requests that are not evaluation stops go to the SDK's own function untouched.
+- `qianfan.resources.Model.stop_evaluation_task` (the v1 stop): the class
+  attribute is replaced, so every caller of the class sees it, whenever it
+  imported the class.
+
+The SDK has no async variant of either. What `guard()` cannot catch, because
+it patches only public names: a reference to the original function kept
+somewhere else than a module global (a local, closure, default argument,
+container or `functools.partial` made before `guard()`), a bound
+`Model.stop_evaluation_task` taken before `guard()`, a project's own
+function decorated with the SDK's `console_api_request` that builds a stop,
+direct use of the SDK's requestor, raw HTTP, and other processes (a
+``qianfan`` CLI process is guarded only when its interpreter called `guard()`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+from collections.abc import Callable
+from types import ModuleType, TracebackType
+from typing import Any, Final
+
+#: ``EVALCTL_GUARD=1`` makes the pytest plugin guard the whole test session.
+ENV_GUARD: Final = "EVALCTL_GUARD"
+
+_UTILS_MODULE: Final = "qianfan.resources.console.utils"
+_MODEL_MODULE: Final = "qianfan.resources.console.model"
+_STOP_METHOD: Final = "stop_evaluation_task"
+
+_lock = threading.RLock()
+
+
+class _Installed:
+    """What `guard()` replaced, to put back on `unguard()`."""
+
+    def __init__(self, original_call_action: Any, wrapper: Any, stop_attribute: Any) -> None:
+        self.original_call_action = original_call_action
+        self.wrapper = wrapper
+        self.stop_attribute = stop_attribute
+
+
+_installed: _Installed | None = None
+
+
+class Guarded:
+    """What `guard()` returns; as a context manager it restores the state before it.
+
+    ``with evalctl.guard(): ...`` unguards on exit — unless the process was
+    already guarded when the block began, in which case it stays guarded.
+    """
+
+    def __init__(self, was_guarded: bool) -> None:
+        self._was_guarded = was_guarded
+
+    def __enter__(self) -> Guarded:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not self._was_guarded:
+            unguard()
+
+    def __repr__(self) -> str:
+        return f"<evalctl guard active={is_guarded()}>"
+
+
+def guard() -> Guarded:
+    """Route every evaluation stop issued through the SDK in this process through evalctl.
+
+    Idempotent (a second call changes nothing) and reversible (`unguard`).
+    Also a context manager: ``with evalctl.guard(): ...``.
+
+    Returns:
+        A `Guarded` handle; as a context manager it restores the previous state.
+    """
+    global _installed
+    with _lock:
+        if _installed is not None:
+            return Guarded(was_guarded=True)
+        from qianfan.resources.console import model, utils
+
+        original = utils.call_action
+        wrapper = _guarded_call_action(original)
+        stop_attribute = model.Model.__dict__[_STOP_METHOD]
+        _rebind(original, wrapper)
+        utils.call_action = wrapper
+        setattr(model.Model, _STOP_METHOD, classmethod(_guarded_stop_evaluation_task))
+        _installed = _Installed(original, wrapper, stop_attribute)
+        return Guarded(was_guarded=False)
+
+
+def unguard() -> None:
+    """Undo `guard()`: the SDK's own functions are back everywhere guard put its own.
+
+    Idempotent: nothing happens when the process is not guarded.
+    """
+    global _installed
+    with _lock:
+        installed, _installed = _installed, None
+        if installed is None:
+            return
+        from qianfan.resources.console import model, utils
+
+        _rebind(installed.wrapper, installed.original_call_action)
+        utils.call_action = installed.original_call_action
+        setattr(model.Model, _STOP_METHOD, installed.stop_attribute)
+
+
+def is_guarded() -> bool:
+    """Whether `guard()` is in force in this process."""
+    return _installed is not None
+
+
+def guard_from_environment(environ: dict[str, str] | None = None) -> bool:
+    """`guard()` when ``EVALCTL_GUARD=1`` (the pytest plugin's switch); whether it did."""
+    env = os.environ if environ is None else environ
+    if env.get(ENV_GUARD, "").strip() != "1":
+        return False
+    guard()
+    return True
+
+
+def _rebind(old: object, new: object) -> None:
+    """Every module global bound to `old` (imported before the switch) is bound to `new`."""
+    for module in list(sys.modules.values()):
+        if not isinstance(module, ModuleType):
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name, value in list(namespace.items()):
+            if value is old:
+                namespace[name] = new
+
+
+def _guarded_call_action(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def call_action(*args: Any, **kwargs: Any) -> Any:
+        route, action, params, rest = _call_action_arguments(args, kwargs)
+        from evalctl._generations import stop_generation
+
+        if stop_generation(route, action) is None:
+            return original(*args, **kwargs)
+        from evalctl._facade import call_action as evalctl_call_action
+
+        return evalctl_call_action(route, action, params, **rest)
+
+    return call_action
+
+
+def _call_action_arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, str, Any, dict[str, Any]]:
+    """The SDK's ``call_action(base_url_route, action, params, **kwargs)``, bound by name."""
+    rest = dict(kwargs)
+    names = ("base_url_route", "action", "params")
+    if len(args) > len(names):
+        raise TypeError(f"call_action() takes 3 positional arguments but {len(args)} were given")
+    bound = dict(zip(names, args, strict=False))
+    for name in names[len(args) :]:
+        if name not in rest:
+            raise TypeError(f"call_action() missing required argument: {name!r}")
+        bound[name] = rest.pop(name)
+    return bound["base_url_route"], bound["action"], bound["params"], rest
+
+
+def _guarded_stop_evaluation_task(_cls: type[Any], /, eval_id: Any, **kwargs: Any) -> Any:
+    """`Model.stop_evaluation_task(eval_id, **kwargs)`: the v1 stop, sent by evalctl."""
+    from evalctl._api import V1_CANCEL_ROUTE
+    from evalctl._facade import call_action as evalctl_call_action
+
+    return evalctl_call_action(V1_CANCEL_ROUTE, "", {"id": eval_id}, **kwargs)
