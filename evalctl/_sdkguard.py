@@ -39,8 +39,6 @@ from typing import Any, Final
 #: ``EVALCTL_GUARD=1`` makes the pytest plugin guard the whole test session.
 ENV_GUARD: Final = "EVALCTL_GUARD"
 
-_UTILS_MODULE: Final = "qianfan.resources.console.utils"
-_MODEL_MODULE: Final = "qianfan.resources.console.model"
 _STOP_METHOD: Final = "stop_evaluation_task"
 
 _lock = threading.RLock()
@@ -49,10 +47,13 @@ _lock = threading.RLock()
 class _Installed:
     """What `guard()` replaced, to put back on `unguard()`."""
 
-    def __init__(self, original_call_action: Any, wrapper: Any, stop_attribute: Any) -> None:
+    def __init__(
+        self, original_call_action: Any, wrapper: Any, stop_attribute: Any, stop_wrapper: Any
+    ) -> None:
         self.original_call_action = original_call_action
         self.wrapper = wrapper
         self.stop_attribute = stop_attribute
+        self.stop_wrapper = stop_wrapper
 
 
 _installed: _Installed | None = None
@@ -99,13 +100,14 @@ def guard() -> Guarded:
             return Guarded(was_guarded=True)
         from qianfan.resources.console import model, utils
 
+        # Possibly evalctl's own call_action already (the README's drop-in swap).
         original = utils.call_action
         wrapper = _guarded_call_action(original)
         stop_attribute = model.Model.__dict__[_STOP_METHOD]
         _rebind(original, wrapper)
-        utils.call_action = wrapper
-        setattr(model.Model, _STOP_METHOD, classmethod(_guarded_stop_evaluation_task))
-        _installed = _Installed(original, wrapper, stop_attribute)
+        stop_wrapper = classmethod(_guarded_stop_evaluation_task)
+        setattr(model.Model, _STOP_METHOD, stop_wrapper)
+        _installed = _Installed(original, wrapper, stop_attribute, stop_wrapper)
         return Guarded(was_guarded=False)
 
 
@@ -119,11 +121,12 @@ def unguard() -> None:
         installed, _installed = _installed, None
         if installed is None:
             return
-        from qianfan.resources.console import model, utils
+        from qianfan.resources.console import model
 
+        # Only what still holds guard's objects: a later swap by the application stays.
         _rebind(installed.wrapper, installed.original_call_action)
-        utils.call_action = installed.original_call_action
-        setattr(model.Model, _STOP_METHOD, installed.stop_attribute)
+        if model.Model.__dict__.get(_STOP_METHOD) is installed.stop_wrapper:
+            setattr(model.Model, _STOP_METHOD, installed.stop_attribute)
 
 
 def is_guarded() -> bool:
@@ -141,9 +144,13 @@ def guard_from_environment(environ: dict[str, str] | None = None) -> bool:
 
 
 def _rebind(old: object, new: object) -> None:
-    """Every module global bound to `old` (imported before the switch) is bound to `new`."""
+    """Every module global bound to `old` (imported before the switch) is bound to `new`.
+
+    evalctl's own modules are left alone: after the drop-in swap `old` is
+    evalctl's `call_action`, which the guard itself calls.
+    """
     for module in list(sys.modules.values()):
-        if not isinstance(module, ModuleType):
+        if not isinstance(module, ModuleType) or _is_evalctl(module):
             continue
         namespace = getattr(module, "__dict__", None)
         if not isinstance(namespace, dict):
@@ -153,16 +160,22 @@ def _rebind(old: object, new: object) -> None:
                 namespace[name] = new
 
 
+def _is_evalctl(module: ModuleType) -> bool:
+    name = getattr(module, "__name__", "")
+    return isinstance(name, str) and (name == "evalctl" or name.startswith("evalctl."))
+
+
 def _guarded_call_action(original: Callable[..., Any]) -> Callable[..., Any]:
+    from evalctl._facade import call_action as evalctl_call_action
+    from evalctl._generations import stop_generation
+
     @functools.wraps(original)
     def call_action(*args: Any, **kwargs: Any) -> Any:
         route, action, params, rest = _call_action_arguments(args, kwargs)
-        from evalctl._generations import stop_generation
-
-        if stop_generation(route, action) is None:
+        # What cannot be classified (not a string) goes to evalctl, which refuses it.
+        unclassifiable = not isinstance(route, str) or not isinstance(action, str)
+        if not unclassifiable and stop_generation(route, action) is None:
             return original(*args, **kwargs)
-        from evalctl._facade import call_action as evalctl_call_action
-
         return evalctl_call_action(route, action, params, **rest)
 
     return call_action

@@ -199,3 +199,52 @@ def test_the_environment_switch_is_exactly_one(value: str, expected: bool) -> No
     """``EVALCTL_GUARD=1`` guards; anything else does not."""
     assert _sdkguard.guard_from_environment({"EVALCTL_GUARD": value}) is expected
     assert _sdkguard.is_guarded() is expected
+
+
+def test_guard_on_top_of_the_drop_in_swap_neither_recurses_nor_loses_the_swap(
+    emulator: Emulator,
+) -> None:
+    """README swap, then guard(): stops still pre-checked; unguard leaves the swap in place."""
+    manual = emulator.add_task(eval_mode="rule,manual")
+    automatic = emulator.add_task()
+    sdk_utils.call_action = evalctl.call_action  # the README's drop-in swap
+    try:
+        evalctl.guard()
+        with pytest.raises(evalctl.ManualEvaluationError):
+            sdk_utils.call_action(*V1_STOP, {"id": manual})
+        resp = sdk_utils.call_action(*V1_STOP, {"id": automatic})
+        evalctl.unguard()
+
+        assert resp.body["result"]["result"] is True
+        assert sdk_utils.call_action is evalctl.call_action
+        assert [r.task_id for r in emulator.stop_requests()] == [automatic]
+    finally:
+        sdk_utils.call_action = SDK["call_action"]
+
+
+def test_unguard_leaves_a_later_replacement_by_the_application(emulator: Emulator) -> None:
+    """A `stop_evaluation_task` the application set after guard() is not overwritten."""
+
+    def own(cls: type, eval_id: str, **kwargs: Any) -> str:
+        return f"own {eval_id}"
+
+    evalctl.guard()
+    sdk_model.Model.stop_evaluation_task = classmethod(own)  # type: ignore[assignment]
+    try:
+        evalctl.unguard()
+        assert Model.stop_evaluation_task("ame-x") == "own ame-x"
+    finally:
+        sdk_model.Model.stop_evaluation_task = SDK["stop"]  # type: ignore[method-assign]
+    assert emulator.requests == []
+
+
+def test_a_route_that_is_not_a_string_is_refused_before_anything_is_sent(
+    emulator: Emulator,
+) -> None:
+    """What cannot be classified fails closed in evalctl rather than reaching the SDK."""
+    evalctl.guard()
+
+    with pytest.raises(evalctl.ConfigurationError):
+        sdk_utils.call_action(b"/wenxinworkshop/modelrepo/eval/cancel", "", {"id": "ame-x"})
+
+    assert emulator.requests == []
