@@ -103,7 +103,7 @@ def guard() -> Guarded:
         # Possibly evalctl's own call_action already (the README's drop-in swap).
         original = utils.call_action
         wrapper = _guarded_call_action(original)
-        stop_attribute = model.Model.__dict__[_STOP_METHOD]
+        stop_attribute = vars(model.Model)[_STOP_METHOD]
         _rebind(original, wrapper)
         stop_wrapper = classmethod(_guarded_stop_evaluation_task)
         setattr(model.Model, _STOP_METHOD, stop_wrapper)
@@ -125,7 +125,7 @@ def unguard() -> None:
 
         # Only what still holds guard's objects: a later swap by the application stays.
         _rebind(installed.wrapper, installed.original_call_action)
-        if model.Model.__dict__.get(_STOP_METHOD) is installed.stop_wrapper:
+        if vars(model.Model).get(_STOP_METHOD) is installed.stop_wrapper:
             setattr(model.Model, _STOP_METHOD, installed.stop_attribute)
 
 
