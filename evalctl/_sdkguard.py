@@ -16,14 +16,24 @@ returns the `QfResponse` the SDK would have returned:
   attribute is replaced, so every caller of the class sees it, whenever it
   imported the class.
 
-The SDK has no async variant of either. What `guard()` cannot catch, because
-it patches only public names: a reference to the original function kept
-somewhere else than a module global (a local, closure, default argument,
+The SDK has no async variant of either.
+
+Below those, a backstop at the lowest public point every console request of
+the SDK passes, sync and async: the SDK's console requestor signs each
+request with `qianfan.resources.auth.iam.iam_sign`, looked up in its module
+at every call. While guarded, that name is a signer that refuses (raises
+`UnsafeRequestError`, nothing sent) any evaluation stop reaching it — a stop
+that went past the paths above: a reference to the original `call_action`
+kept elsewhere than a module global (a local, closure, default argument,
 container or `functools.partial` made before `guard()`), a bound
-`Model.stop_evaluation_task` taken before `guard()`, a project's own
-function decorated with the SDK's `console_api_request` that builds a stop,
-direct use of the SDK's requestor, raw HTTP, and other processes (a
-``qianfan`` CLI process is guarded only when its interpreter called `guard()`).
+`Model.stop_evaluation_task` taken before `guard()`, a project's own function
+decorated with the SDK's `console_api_request` / `async_console_api_request`.
+Such a stop is refused rather than pre-checked: the backstop only sees a
+request being signed, not how to send it through evalctl.
+
+What `guard()` cannot catch: raw HTTP (or another signer), and other
+processes (a ``qianfan`` CLI process is guarded only when its interpreter
+called `guard()`).
 """
 
 from __future__ import annotations
@@ -35,11 +45,16 @@ import threading
 from collections.abc import Callable
 from types import ModuleType, TracebackType
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 #: ``EVALCTL_GUARD=1`` makes the pytest plugin guard the whole test session.
 ENV_GUARD: Final = "EVALCTL_GUARD"
 
 _STOP_METHOD: Final = "stop_evaluation_task"
+_SIGNER: Final = "iam_sign"
+#: The module whose frames on the stack mean "evalctl itself is signing" (its
+#: transport signs through the SDK's requestor until it owns the wire).
+_OWN_SENDER: Final = "evalctl._transport"
 
 _lock = threading.RLock()
 
@@ -48,12 +63,20 @@ class _Installed:
     """What `guard()` replaced, to put back on `unguard()`."""
 
     def __init__(
-        self, original_call_action: Any, wrapper: Any, stop_attribute: Any, stop_wrapper: Any
+        self,
+        original_call_action: Any,
+        wrapper: Any,
+        stop_attribute: Any,
+        stop_wrapper: Any,
+        original_signer: Any,
+        signer: Any,
     ) -> None:
         self.original_call_action = original_call_action
         self.wrapper = wrapper
         self.stop_attribute = stop_attribute
         self.stop_wrapper = stop_wrapper
+        self.original_signer = original_signer
+        self.signer = signer
 
 
 _installed: _Installed | None = None
@@ -99,15 +122,21 @@ def guard() -> Guarded:
         if _installed is not None:
             return Guarded(was_guarded=True)
         from qianfan.resources.console import model, utils
+        from qianfan.resources.requestor import console_requestor
 
         # Possibly evalctl's own call_action already (the README's drop-in swap).
         original = utils.call_action
         wrapper = _guarded_call_action(original)
         stop_attribute = vars(model.Model)[_STOP_METHOD]
+        original_signer = getattr(console_requestor, _SIGNER)
+        signer = _vetoing_signer(original_signer)
         _rebind(original, wrapper)
         stop_wrapper = classmethod(_guarded_stop_evaluation_task)
         setattr(model.Model, _STOP_METHOD, stop_wrapper)
-        _installed = _Installed(original, wrapper, stop_attribute, stop_wrapper)
+        setattr(console_requestor, _SIGNER, signer)
+        _installed = _Installed(
+            original, wrapper, stop_attribute, stop_wrapper, original_signer, signer
+        )
         return Guarded(was_guarded=False)
 
 
@@ -122,11 +151,14 @@ def unguard() -> None:
         if installed is None:
             return
         from qianfan.resources.console import model
+        from qianfan.resources.requestor import console_requestor
 
         # Only what still holds guard's objects: a later swap by the application stays.
         _rebind(installed.wrapper, installed.original_call_action)
         if vars(model.Model).get(_STOP_METHOD) is installed.stop_wrapper:
             setattr(model.Model, _STOP_METHOD, installed.stop_attribute)
+        if getattr(console_requestor, _SIGNER, None) is installed.signer:
+            setattr(console_requestor, _SIGNER, installed.original_signer)
 
 
 def is_guarded() -> bool:
@@ -203,3 +235,49 @@ def _guarded_stop_evaluation_task(_cls: type[Any], /, eval_id: Any, **kwargs: An
     from evalctl._facade import call_action as evalctl_call_action
 
     return evalctl_call_action(V1_CANCEL_ROUTE, "", {"id": eval_id}, **kwargs)
+
+
+def _vetoing_signer(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The SDK's request signer, refusing any evaluation stop that reaches it."""
+    from evalctl._errors import UnsafeRequestError
+    from evalctl._generations import stop_generation
+
+    @functools.wraps(original)
+    def iam_sign(ak: Any, sk: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        url = getattr(request, "url", None)
+        query = getattr(request, "query", None)
+        if not _signed_by_evalctl():
+            if not isinstance(url, str) or not isinstance(query, dict):
+                raise UnsafeRequestError("a request the guard cannot read reached the SDK")
+            route = urlsplit(url).path
+            actions = [str(v) for k, v in query.items() if str(k).lower() == "action"]
+            if any(stop_generation(route, action) is not None for action in actions or [""]):
+                body = getattr(request, "json_body", None)
+                raise UnsafeRequestError(
+                    "an evaluation stop reached the SDK's own sender under evalctl.guard(), "
+                    "past its pre-check; send it with Model.stop_evaluation_task or "
+                    "call_action",
+                    _task_of(body),
+                )
+        return original(ak, sk, request, *args, **kwargs)
+
+    return iam_sign
+
+
+def _signed_by_evalctl() -> bool:
+    """Whether evalctl's own transport is on the stack (it signs through the SDK today)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == _OWN_SENDER:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def _task_of(body: object) -> str | None:
+    if isinstance(body, dict):
+        for key in ("id", "taskId"):
+            value = body.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                return str(value)[:64]
+    return None

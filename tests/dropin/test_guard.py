@@ -7,6 +7,8 @@ by keyword, as the SDK's CLI calls it, and imported before the guard).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,11 +18,17 @@ from qianfan.resources.console import model as sdk_model
 from qianfan.resources.console import utils as sdk_utils
 
 # Bound before any guard, the way a project imports it at its top.
-from qianfan.resources.console.utils import call_action
-from qianfan.resources.typing import QfResponse
+from qianfan.resources.console.utils import (
+    async_console_api_request,
+    call_action,
+    console_api_request,
+)
+from qianfan.resources.requestor import console_requestor as sdk_requestor
+from qianfan.resources.typing import QfRequest, QfResponse
 
 import evalctl
 from evalctl import _api, _sdkguard
+from evalctl._errors import UnsafeRequestError
 from evalctl.emulator import Emulator
 
 #: The SDK's own objects, kept in a dict: guard() rebinds module globals bound
@@ -28,6 +36,7 @@ from evalctl.emulator import Emulator
 SDK = {
     "call_action": sdk_utils.call_action,
     "stop": sdk_model.Model.__dict__["stop_evaluation_task"],
+    "signer": sdk_requestor.iam_sign,
 }
 
 V1_STOP = (_api.V1_CANCEL_ROUTE, "")
@@ -152,6 +161,7 @@ def test_guard_is_idempotent_and_unguard_restores_every_binding() -> None:
     assert sdk_utils.call_action is not SDK["call_action"]
     assert call_action is guarded_call_action  # this module's early import, rebound
     assert sdk_model.Model.__dict__["stop_evaluation_task"] is not SDK["stop"]
+    assert sdk_requestor.iam_sign is not SDK["signer"]
     assert _sdkguard.is_guarded()
 
     evalctl.unguard()
@@ -160,6 +170,7 @@ def test_guard_is_idempotent_and_unguard_restores_every_binding() -> None:
     assert sdk_utils.call_action is SDK["call_action"]
     assert call_action is SDK["call_action"]
     assert sdk_model.Model.__dict__["stop_evaluation_task"] is SDK["stop"]
+    assert sdk_requestor.iam_sign is SDK["signer"]
     assert not _sdkguard.is_guarded()
 
 
@@ -248,3 +259,56 @@ def test_a_route_that_is_not_a_string_is_refused_before_anything_is_sent(
         sdk_utils.call_action(b"/wenxinworkshop/modelrepo/eval/cancel", "", {"id": "ame-x"})
 
     assert emulator.requests == []
+
+
+# --- the backstop: stops that went past the patched paths are refused at the signer --
+
+
+@console_api_request
+def own_stop(task_id: str, **kwargs: Any) -> QfRequest:
+    """A project's own stop, built the way the SDK builds its console calls."""
+    req = QfRequest(method="POST", url=_api.V1_CANCEL_ROUTE)
+    req.json_body = {"id": task_id}
+    return req
+
+
+@async_console_api_request
+async def own_async_stop(task_id: str, **kwargs: Any) -> QfRequest:
+    """The same, with the SDK's async decorator (v2)."""
+    req = QfRequest(method="POST", url=_api.V2_ROUTE, query={"Action": _api.V2_STOP_ACTION})
+    req.json_body = {"taskId": task_id}
+    return req
+
+
+def test_a_stop_past_the_patched_paths_is_refused_before_it_is_sent(emulator: Emulator) -> None:
+    """An early `partial` of call_action and a project's decorated stop: refused, zero requests."""
+    task_id = emulator.add_task()
+    early = functools.partial(SDK["call_action"], _api.V2_ROUTE, _api.V2_STOP_ACTION)
+    evalctl.guard()
+
+    with pytest.raises(UnsafeRequestError, match="past its pre-check") as caught:
+        early({"taskId": task_id})
+    with pytest.raises(UnsafeRequestError):
+        own_stop(task_id)
+    with pytest.raises(UnsafeRequestError):
+        asyncio.run(own_async_stop(task_id))
+
+    assert caught.value.task_id == task_id
+    assert emulator.requests == []
+
+
+def test_the_backstop_lets_other_sdk_requests_and_its_unguarded_self_through(
+    emulator: Emulator,
+) -> None:
+    """A detail read through an early partial is signed and sent; unguarded, the own stop goes."""
+    task_id = emulator.add_task()
+    detail = functools.partial(SDK["call_action"], _api.V2_ROUTE, _api.V2_DESCRIBE_ACTION)
+
+    with evalctl.guard():
+        assert detail({"taskId": task_id}).body["result"]["taskId"] == task_id
+    own_stop(task_id)
+
+    assert [(r.action, r.is_stop) for r in emulator.requests] == [
+        (_api.V2_DESCRIBE_ACTION, False),
+        ("", True),
+    ]
