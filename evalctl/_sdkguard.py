@@ -51,10 +51,9 @@ from urllib.parse import urlsplit
 ENV_GUARD: Final = "EVALCTL_GUARD"
 
 _STOP_METHOD: Final = "stop_evaluation_task"
+#: The SDK's console requestor signs every request through this module global;
+#: evalctl's own wire signs with baidubce and never passes it.
 _SIGNER: Final = "iam_sign"
-#: The module whose frames on the stack mean "evalctl itself is signing" (its
-#: transport signs through the SDK's requestor until it owns the wire).
-_OWN_SENDER: Final = "evalctl._transport"
 
 _lock = threading.RLock()
 
@@ -246,32 +245,19 @@ def _vetoing_signer(original: Callable[..., Any]) -> Callable[..., Any]:
     def iam_sign(ak: Any, sk: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         url = getattr(request, "url", None)
         query = getattr(request, "query", None)
-        if not _signed_by_evalctl():
-            if not isinstance(url, str) or not isinstance(query, dict):
-                raise UnsafeRequestError("a request the guard cannot read reached the SDK")
-            route = urlsplit(url).path
-            actions = [str(v) for k, v in query.items() if str(k).lower() == "action"]
-            if any(stop_generation(route, action) is not None for action in actions or [""]):
-                body = getattr(request, "json_body", None)
-                raise UnsafeRequestError(
-                    "an evaluation stop reached the SDK's own sender under evalctl.guard(), "
-                    "past its pre-check; send it with Model.stop_evaluation_task or "
-                    "call_action",
-                    _task_of(body),
-                )
+        if not isinstance(url, str) or not isinstance(query, dict):
+            raise UnsafeRequestError("a request the guard cannot read reached the SDK")
+        route = urlsplit(url).path
+        actions = [str(v) for k, v in query.items() if str(k).lower() == "action"]
+        if any(stop_generation(route, action) is not None for action in actions or [""]):
+            raise UnsafeRequestError(
+                "an evaluation stop reached the SDK's own sender under evalctl.guard(), "
+                "past its pre-check; send it with Model.stop_evaluation_task or call_action",
+                _task_of(getattr(request, "json_body", None)),
+            )
         return original(ak, sk, request, *args, **kwargs)
 
     return iam_sign
-
-
-def _signed_by_evalctl() -> bool:
-    """Whether evalctl's own transport is on the stack (it signs through the SDK today)."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_globals.get("__name__") == _OWN_SENDER:
-            return True
-        frame = frame.f_back  # type: ignore[assignment]
-    return False
 
 
 def _task_of(body: object) -> str | None:
