@@ -31,12 +31,12 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q -n auto --dist loadfile
 
-# The supported qianfan line, proved: the core and drop-in suites run against
+# The supported qianfan line, proved: the core, wire and drop-in suites run against
 # the oldest, a middle and the newest release, each in its own venv
 # (.venv-compat-VERSION) with every other package as constraints.txt pins it.
 # `make test-compat COMPAT_QIANFAN="0.4.8.1 0.4.12.3"` picks the releases.
 COMPAT_QIANFAN ?= 0.4.8.1 0.4.10 0.4.12.3
-COMPAT_SUITES  ?= tests/core tests/dropin
+COMPAT_SUITES  ?= tests/core tests/wire tests/dropin
 
 .venv-compat-%/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv .venv-compat-$*
