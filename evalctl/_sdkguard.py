@@ -20,8 +20,9 @@ The SDK has no async variant of either.
 
 Below those, a backstop at the lowest public point every console request of
 the SDK passes, sync and async: the SDK's console requestor signs each
-request with `qianfan.resources.auth.iam.iam_sign`, looked up in its module
-at every call. While guarded, that name is a signer that refuses (raises
+request by calling `iam_sign` through its own module's namespace
+(`qianfan.resources.requestor.console_requestor.iam_sign`), at every call.
+While guarded, that name is a signer that refuses (raises
 `UnsafeRequestError`, nothing sent) any evaluation stop reaching it — a stop
 that went past the paths above: a reference to the original `call_action`
 kept elsewhere than a module global (a local, closure, default argument,
@@ -247,7 +248,9 @@ def _vetoing_signer(original: Callable[..., Any]) -> Callable[..., Any]:
         query = getattr(request, "query", None)
         if not isinstance(url, str) or not isinstance(query, dict):
             raise UnsafeRequestError("a request the guard cannot read reached the SDK")
-        route = urlsplit(url).path
+        # The path with any query spelled into the URL itself (stop_generation reads it).
+        parts = urlsplit(url)
+        route = parts.path + (f"?{parts.query}" if parts.query else "")
         actions = [str(v) for k, v in query.items() if str(k).lower() == "action"]
         if any(stop_generation(route, action) is not None for action in actions or [""]):
             raise UnsafeRequestError(

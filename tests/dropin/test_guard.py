@@ -312,3 +312,22 @@ def test_the_backstop_lets_other_sdk_requests_and_its_unguarded_self_through(
         (_api.V2_DESCRIBE_ACTION, False),
         ("", True),
     ]
+
+
+@console_api_request
+def own_spelled_stop(task_id: str, **kwargs: Any) -> QfRequest:
+    """A v2 stop with its Action spelled into the URL instead of the query dict."""
+    req = QfRequest(method="POST", url=f"{_api.V2_ROUTE}?Action={_api.V2_STOP_ACTION}")
+    req.json_body = {"taskId": task_id}
+    return req
+
+
+def test_the_backstop_reads_an_action_spelled_into_the_url(emulator: Emulator) -> None:
+    """`/v2/eval?Action=StopEvalTask` in the URL itself is a stop too: refused, nothing sent."""
+    task_id = emulator.add_task()
+    evalctl.guard()
+
+    with pytest.raises(UnsafeRequestError):
+        own_spelled_stop(task_id)
+
+    assert emulator.requests == []
