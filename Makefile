@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean test-compat
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,31 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q -n auto --dist loadfile
 
+# The supported qianfan line, proved: the core, wire and drop-in suites run against
+# the oldest, a middle and the newest release, each in its own venv
+# (.venv-compat-VERSION) with every other package as constraints.txt pins it.
+# `make test-compat COMPAT_QIANFAN="0.4.8.1 0.4.12.3"` picks the releases.
+COMPAT_QIANFAN ?= 0.4.8.1 0.4.10 0.4.12.3
+COMPAT_SUITES  ?= tests/core tests/wire tests/dropin
+
+.venv-compat-%/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv .venv-compat-$*
+	grep -v -i '^qianfan==' constraints.txt > .venv-compat-$*/constraints.txt
+	.venv-compat-$*/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c .venv-compat-$*/constraints.txt -e '.[test]' 'qianfan==$*'
+	@touch $@
+
+test-compat: $(foreach v,$(COMPAT_QIANFAN),.venv-compat-$(v)/.installed)
+	@set -e; for v in $(COMPAT_QIANFAN); do \
+		echo "== qianfan $$v: $(COMPAT_SUITES)"; \
+		.venv-compat-$$v/bin/python -c "from importlib.metadata import version as v; \
+			assert v('qianfan') == '$$v', v('qianfan')"; \
+		.venv-compat-$$v/bin/python -m pytest -q -n auto --dist loadfile -p no:cacheprovider \
+			$(COMPAT_SUITES); \
+	done
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-compat-* .pytest_cache .mypy_cache .ruff_cache .hypothesis

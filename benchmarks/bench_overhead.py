@@ -7,6 +7,13 @@ threads excluded): evalctl's own work per call, free of server time and of
 waiting. A second set of lines repeats the measurement with INFO events rendered as
 JSON into a null sink, and the last line prices one event on its own.
 
+The pooled drop-in (issue 15): 1,000 sequential `evalctl.call_action` detail
+calls against 1,000 of the raw SDK's, in four ABBA blocks of 250 so that the
+process-wide pooled connection stays in use for long runs. Target: median
+ratio ≤ 0.75 (the raw SDK opens a new connection for every call). Reported
+with it: the client CPU per request of each side (the calling thread's, mean)
+and how many TCP connections each side opened at the emulator.
+
 The structlog configuration is not cached on first use here, so that it can
 change between the two phases; that costs evalctl about 20 µs per event
 more than an application that caches (under 0.5 % of a call).
@@ -17,11 +24,17 @@ more than an application that caches (under 0.5 % of a call).
 from __future__ import annotations
 
 import time
-from typing import Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 import _common
 
+if TYPE_CHECKING:
+    from evalctl.emulator import Emulator
+
 TARGET: Final = 1.05
+POOLED_TARGET: Final = 0.75
+POOLED_BLOCKS: Final = 4
 N: Final = 1000
 QUICK_N: Final = 40
 TASK_ID: Final = "ame-benchoverhead1"
@@ -78,6 +91,8 @@ def main() -> None:
                 target=None,
             )
 
+        pooled(emulator, ours, theirs, args.n, warmup=warmup)
+
     events = QUICK_EVENTS if args.quick else EVENTS
     _common.ratio_line(
         f"one qianfan.request event ({events:,} emitted)",
@@ -87,6 +102,49 @@ def main() -> None:
         unit="us",
         ours_label="rendered as JSON",
         theirs_label="filtered out",
+    )
+
+
+def pooled(
+    emulator: Emulator, ours: Callable[[], None], theirs: Callable[[], None], n: int, *, warmup: int
+) -> None:
+    """The pooled drop-in's figures: median latency, client CPU per request, connections."""
+    _common.configure_logging("production")
+    opened = {"evalctl": 0, "raw": 0}
+
+    def counted(fn: Callable[[], None], side: str) -> Callable[[], None]:
+        def call() -> None:
+            before = emulator.connections_opened
+            fn()
+            opened[side] += emulator.connections_opened - before
+
+        return call
+
+    for _ in range(warmup):
+        ours()
+        theirs()
+    a, b = _common.interleaved(
+        counted(ours, "evalctl"),
+        counted(theirs, "raw"),
+        n,
+        block=max(1, n // POOLED_BLOCKS),
+    )
+    _common.ratio_line(
+        "pooled drop-in call_action detail median",
+        _common.median(a.wall),
+        _common.median(b.wall),
+        target=POOLED_TARGET,
+    )
+    _common.ratio_line(
+        "pooled drop-in client CPU per request",
+        sum(a.cpu) / len(a.cpu),
+        sum(b.cpu) / len(b.cpu),
+        target=None,
+    )
+    print(
+        f"# pooled drop-in connections opened for {n:,} sequential calls: "
+        f"evalctl {opened['evalctl']:,}, raw {opened['raw']:,}",
+        flush=True,
     )
 
 

@@ -16,6 +16,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Final
 
+from evalctl import _sdknotice
+
+# Before the SDK is first imported, wherever that happens: its redis notice
+# (evalctl never uses redis) would otherwise top every user's output.
+_sdknotice.install()
+
 if TYPE_CHECKING:
     from evalctl._batch import BatchProgress, BatchResult, TaskReport, cancel_eval_tasks
     from evalctl._config import RetryPolicy
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
         describe_eval_task,
     )
     from evalctl._model import CancelResult, EvalTask
+    from evalctl._sdkguard import guard, unguard
 
     __version__: str
 
@@ -93,6 +100,8 @@ _EXPORTS: Final = {
     ),
     "CancelResult": "evalctl._model",
     "EvalTask": "evalctl._model",
+    "guard": "evalctl._sdkguard",
+    "unguard": "evalctl._sdkguard",
 }
 
 
@@ -158,4 +167,6 @@ __all__ = [
     "cancel_eval_task",
     "cancel_eval_tasks",
     "describe_eval_task",
+    "guard",
+    "unguard",
 ]

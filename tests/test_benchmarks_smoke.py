@@ -37,6 +37,8 @@ SCRIPTS: Final[dict[str, tuple[list[str], list[str]]]] = {
             "call_action detail client CPU median",
             *(f"{name}, INFO logs rendered" for name in _OVERHEAD),
             "call_action detail client CPU median, INFO logs rendered",
+            "pooled drop-in call_action detail median",
+            "pooled drop-in client CPU per request",
             "one qianfan.request event",
         ],
     ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import json
 import os
 import subprocess
 import sys
@@ -28,17 +29,16 @@ resp = resources.console.utils.call_action({route!r}, {action!r}, {params!r})
 print(resp.body)
 """
 
-#: What a project adds to adopt evalctl.
-SWAP = """\
-import evalctl
-resources.console.utils.call_action = evalctl.call_action
-"""
+#: What a project adds to adopt evalctl: the import goes first (so that
+#: qianfan's import-time redis notice is filtered), the swap after the SDK's import.
+IMPORT = "import evalctl\n"
+SWAP = "resources.console.utils.call_action = evalctl.call_action\n"
 
 
 def swapped(script: str) -> str:
-    """`script` with the swap inserted right after its qianfan import."""
+    """`script` with evalctl imported before qianfan, and the swap right after qianfan's import."""
     anchor = "from qianfan import resources\n"
-    return script.replace(anchor, anchor + SWAP, 1)
+    return script.replace(anchor, IMPORT + anchor + SWAP, 1)
 
 
 def run_script(source: str, emulator: Emulator, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -144,3 +144,93 @@ def test_the_swapped_script_refuses_a_manual_task(
         exec_script(swapped(docs_script(api, task_id)), monkeypatch, capsys)
 
     assert emulator.stop_requests() == []
+
+
+# --- what the swapped script prints, and where evalctl's events go ------------------
+
+#: Prepended to the script: how an application may set up its logging.
+LOGGING_SETUPS = {
+    "stdlib-info": "import logging\nlogging.basicConfig(level=logging.INFO)\n",
+    "structlog": (
+        "import sys, structlog\n"
+        "structlog.configure(processors=[structlog.processors.add_log_level,"
+        " structlog.processors.JSONRenderer()],"
+        " logger_factory=structlog.PrintLoggerFactory(sys.stderr))\n"
+    ),
+}
+
+
+def printed_body(done: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    """The script's stdout is exactly its one line, the body it printed."""
+    assert (done.returncode, done.stderr.count("Traceback")) == (0, 0), done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout
+    assert done.stdout == lines[0] + "\n"
+    body = ast.literal_eval(lines[0])
+    assert isinstance(body, dict)
+    return body
+
+
+def test_unconfigured_the_script_prints_only_its_own_output_and_warnings_reach_stderr(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """No logging set up: stdout is the script's line; a retry warns on stderr; info is silent."""
+    api = APIS["v1"]
+    task_id = emulator.add_task(state=api.running_states[0])
+    emulator.inject("http_503", route=api.detail_fault_route)
+
+    done = run_script(swapped(docs_script(api, task_id)), emulator, tmp_path)
+
+    body = printed_body(done)
+    assert body["result"] == {"result": True, "errorMessage": ""}
+    (warning,) = done.stderr.splitlines()
+    assert warning.startswith("qianfan.request route=/wenxinworkshop/modelrepo/eval/detail ")
+    assert "outcome=retry" in warning
+    assert "http_status=503" in warning
+    assert "log_id=" in warning
+
+
+def test_with_stdlib_logging_at_info_the_events_reach_stderr_with_their_log_ids(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """`logging.basicConfig(level=INFO)`: every event on the `evalctl` logger, log ids included."""
+    api = APIS["v1"]
+    task_id = emulator.add_task(state=api.running_states[0])
+
+    done = run_script(
+        LOGGING_SETUPS["stdlib-info"] + swapped(docs_script(api, task_id)), emulator, tmp_path
+    )
+
+    body = printed_body(done)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("INFO:evalctl:")]
+    assert [line.split(":", 2)[2].split(" ", 1)[0] for line in lines] == [
+        "qianfan.request",
+        "evalctl.precheck",
+        "qianfan.request",
+    ]
+    assert f"log_id={body['log_id']}" in lines[2]
+    assert "outcome=ok" in lines[2]
+    assert emulator.ak not in done.stderr
+
+
+def test_with_structlog_configured_the_events_are_structlog_events(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The application's structlog renders them (JSON here), same keys; nothing via stdlib."""
+    api = APIS["v2"]
+    task_id = emulator.add_task(state=api.running_states[0])
+
+    done = run_script(
+        LOGGING_SETUPS["structlog"] + swapped(docs_script(api, task_id)), emulator, tmp_path
+    )
+
+    body = printed_body(done)
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(e["event"], e["level"]) for e in events] == [
+        ("qianfan.request", "info"),
+        ("evalctl.precheck", "info"),
+        ("qianfan.request", "info"),
+    ]
+    assert events[2]["log_id"] == body["requestId"]
+    assert events[2].keys() >= {"route", "action", "attempt", "http_status", "outcome"}
+    assert events[1]["allowed"] is True

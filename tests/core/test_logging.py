@@ -8,13 +8,21 @@ checked against the emulator's id formats.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import structlog
 
 from core.support import ApiSpec, Client, without_duration
-from evalctl import ManualEvaluationError, RetryExhaustedError, RetryPolicy, TaskNotFoundError, _api
+from evalctl import (
+    ManualEvaluationError,
+    RetryExhaustedError,
+    RetryPolicy,
+    TaskNotFoundError,
+    _api,
+    _logging,
+)
 from evalctl.emulator import Emulator
 
 NO_JITTER = RetryPolicy(initial_wait=0.5, jitter=False)
@@ -202,7 +210,8 @@ def test_the_library_configures_neither_structlog_nor_logging(
             client.cancel("ame-nosuchtask")
 
     assert structlog.get_config() == before
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    sdk = [r for r in caplog.records if r.name.partition(".")[0] in ("qianfan", "baidubce")]
+    assert [r.getMessage() for r in sdk if r.levelno >= logging.WARNING] == []
     assert "bce-auth-v1/" not in caplog.text
 
 
@@ -230,3 +239,131 @@ def test_a_timeout_is_logged_as_a_timeout_in_both_flavours(
         "event": "qianfan.request",
         "log_level": "warning",
     }
+
+
+# --- without structlog configured: the standard `logging` module ---------------------
+
+
+@pytest.fixture
+def unconfigured() -> Iterator[None]:
+    """structlog as an application that never configured it leaves it (restored afterwards).
+
+    `capture_logs()` (the `logs` fixture) configures structlog, and structlog
+    keeps saying it is configured after the block ends.
+    """
+    was_configured = structlog.is_configured()
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    yield
+    if was_configured:
+        structlog.configure(**saved)
+    else:
+        structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_unconfigured_the_events_are_stdlib_records_on_the_evalctl_logger(
+    client: Client,
+    api: ApiSpec,
+    emulator: Emulator,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Same names and keys: message = event + fields, each field on the record; stdout empty."""
+    task_id = emulator.add_task(state=api.running_states[0])
+    emulator.inject("code_18", route=api.detail_fault_route)
+
+    with caplog.at_level(logging.INFO, logger="evalctl"):
+        result = client.cancel(task_id, retry=NO_JITTER)
+
+    records = [r for r in caplog.records if r.name == "evalctl"]
+    assert [(r.event, r.levelname) for r in records] == [  # type: ignore[attr-defined]
+        ("qianfan.request", "WARNING"),
+        ("qianfan.request", "INFO"),
+        ("evalctl.precheck", "INFO"),
+        ("qianfan.request", "INFO"),
+        ("evalctl.cancel", "INFO"),
+    ]
+    requests = [r for r in records if r.event == "qianfan.request"]  # type: ignore[attr-defined]
+    assert [r.log_id for r in requests] == list(result.log_ids)  # type: ignore[attr-defined]
+    for record in requests:
+        fields = record.evalctl_fields  # type: ignore[attr-defined]
+        assert fields.keys() >= CONTRACT_KEYS
+        assert record.getMessage().startswith("qianfan.request ")
+        assert f"log_id={record.log_id}" in record.getMessage()  # type: ignore[attr-defined]
+        assert record.outcome == fields["outcome"]  # type: ignore[attr-defined]
+    assert records[-1].evalctl_fields == {  # type: ignore[attr-defined]
+        "task_id": task_id,
+        "outcome": "cancelled",
+        "log_id": result.log_ids[-1],
+        "state_before": api.running_states[0],
+        "state_after": _api.V1_STOPPING if api.name == "v1" else _api.V2_STOPPING,
+        "attempts": 3,
+    }
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_unconfigured_info_is_silent_and_warnings_pass_at_loggings_default_level(
+    client: Client, api: ApiSpec, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At the root logger's default WARNING only the retry reaches a handler."""
+    emulator.inject("http_503", route=api.detail_fault_route)
+
+    client.cancel(emulator.add_task(), retry=NO_JITTER)
+
+    evalctl_records = [r for r in caplog.records if r.name == "evalctl"]
+    assert [(r.levelname, r.outcome) for r in evalctl_records] == [  # type: ignore[attr-defined]
+        ("WARNING", "retry")
+    ]
+
+
+def test_configured_the_events_are_structlog_events_and_no_stdlib_records(
+    client: Client,
+    api: ApiSpec,
+    emulator: Emulator,
+    logs: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With structlog configured (here by capture_logs) nothing goes to the `evalctl` logger."""
+    with caplog.at_level(logging.DEBUG, logger="evalctl"):
+        client.cancel(emulator.add_task())
+
+    assert [e["event"] for e in logs] == [
+        "qianfan.request",
+        "evalctl.precheck",
+        "qianfan.request",
+        "evalctl.cancel",
+    ]
+    assert [r for r in caplog.records if r.name == "evalctl"] == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"route": "/v2/eval", "attempt": 2}, "e route=/v2/eval attempt=2"),
+        ({"action": "", "log_id": None}, 'e action="" log_id=null'),
+        ({"error": 'a "b" c', "allowed": True}, 'e error="a \\"b\\" c" allowed=true'),
+        ({"eval_modes": ["manual", "rule"]}, 'e eval_modes=["manual", "rule"]'),
+        ({"duration_ms": 1.5}, "e duration_ms=1.5"),
+    ],
+)
+def test_the_stdlib_message_renders_every_field(fields: dict[str, Any], expected: str) -> None:
+    """Bare values stay bare; empty, None, quotes, spaces, booleans and lists read as JSON."""
+    assert _logging.render("e", fields) == expected
+
+
+def test_a_field_named_like_a_record_attribute_stays_in_the_message(
+    unconfigured: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A `name` or `message` field cannot clobber the record (stdlib would raise)."""
+    with caplog.at_level(logging.INFO, logger="evalctl"):
+        _logging.event("info", "evalctl.test", name="mine", message="hello", lines=3)
+
+    (record,) = caplog.records
+    assert (record.name, record.getMessage()) == (
+        "evalctl",
+        "evalctl.test name=mine message=hello lines=3",
+    )
+    assert record.evalctl_fields == {"name": "mine", "message": "hello", "lines": 3}  # type: ignore[attr-defined]
+    assert record.lines == 3  # type: ignore[attr-defined]
