@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from evalctl import _api
 from evalctl._api import ApiVersion
@@ -42,6 +42,10 @@ _MAX_SCAN_NODES: Final = 100_000
 _MAX_SECRETS_PER_KEY: Final = 64
 _MAX_PATH_KEY: Final = 40
 _MAX_PATH: Final = 200
+_MAX_CACHED_KEY: Final = 64
+_MAX_CACHED_KEYS: Final = 4096
+_KeyRole = Literal["secret", "state", "mode", "type"]
+_ROLES: dict[str, _KeyRole | None] = {}
 #: Bounds on the server-provided text an `EvalTask` shows (a hostile detail
 #: can hold megabytes, or thousands of made-up modes).
 _MAX_SHOWN_NAME: Final = 200
@@ -259,7 +263,8 @@ def _scan(body: Mapping[str, Any], redactor: Redactor) -> _Scan:
     """
     scan = _Scan()
     secrets: list[str] = []
-    stack: list[tuple[object, str]] = [(body, "")]
+    # (node, its path): a path is only spelt out when a mode field needs it.
+    stack: list[tuple[object, tuple[object, ...]]] = [(body, ())]
     budget = _MAX_SCAN_NODES
     while stack:
         node, path = stack.pop()
@@ -268,41 +273,65 @@ def _scan(body: Mapping[str, Any], redactor: Redactor) -> _Scan:
             scan.problem = "the detail is too large to read whole"
             break
         if isinstance(node, list):
-            stack.extend((item, _path(path, f"[{index}]")) for index, item in enumerate(node))
+            stack.extend(
+                (item, (*path, index))
+                for index, item in enumerate(node)
+                if isinstance(item, dict | list)
+            )
             continue
         if not isinstance(node, Mapping):
             continue
-        for key, value in list(node.items()):
-            name = _key_name(key)
-            here = _path(path, f".{str(key)[:_MAX_PATH_KEY]}")
-            if _SECRET_KEY.fullmatch(name):
+        # Masking replaces values of existing keys only: iterating stays safe.
+        for key, value in node.items():
+            role = _ROLES[key] if key in _ROLES else _key_role(key)
+            if role == "secret":
                 secrets.extend(_strings(value))
                 if isinstance(node, dict):
                     node[key] = MASK
                 continue
-            kind = _MODE_KEYS.get(name)
-            if kind is not None:
+            if role == "mode" or role == "type":
                 text = value if isinstance(value, str) else None
-                scan.mode_fields.append(ModeField(here, kind, text, type(value).__name__))
-            elif name == "state" and isinstance(value, str) and here != "result.state":
+                here = _spelt((*path, key))
+                scan.mode_fields.append(ModeField(here, role, text, type(value).__name__))
+            elif role == "state" and isinstance(value, str) and path != ("result",):
                 scan.states.append(value)
             if isinstance(value, dict | list):
-                stack.append((value, here))
+                stack.append((value, (*path, key)))
     redactor.add(*secrets)
     del secrets
     return scan
 
 
-def _path(parent: str, step: str) -> str:
-    """`parent` + `step`, kept short: what a path deeper than a real detail holds shows as "…"."""
-    if len(parent) > _MAX_PATH:
-        return f"{parent[:_MAX_PATH]}…{step}"
-    return step.lstrip(".") if not parent else parent + step
+def _spelt(path: tuple[object, ...]) -> str:
+    """A path such as ``result.evalUnits[0].evalMode``, cut in the middle when long."""
+    text = "".join(
+        f"[{step}]" if isinstance(step, int) else f".{str(step)[:_MAX_PATH_KEY]}"
+        for step in path
+    ).lstrip(".")
+    if len(text) > _MAX_PATH:
+        return f"{text[: _MAX_PATH // 2]}…{text[-_MAX_PATH // 2 :]}"
+    return text
 
 
-def _key_name(key: object) -> str:
-    """A key as a lenient server would read it: folded, without separators."""
-    return _SEPARATORS.sub("", fold(key)) if isinstance(key, str) else ""
+def _key_role(key: object) -> _KeyRole | None:
+    """What a key is to the pre-check: secret, mode, type, state, or nothing.
+
+    Read as a lenient server would: folded, without separators.
+    """
+    if not isinstance(key, str):
+        return None
+    name = _SEPARATORS.sub("", fold(key))
+    role: _KeyRole | None = None
+    if _SECRET_KEY.fullmatch(name):
+        role = "secret"
+    elif name == "state":
+        role = "state"
+    else:
+        role = _MODE_KEYS.get(name)
+    # Keys repeat from one detail to the next; long or countless (hostile) ones are not kept.
+    if len(key) <= _MAX_CACHED_KEY and len(_ROLES) < _MAX_CACHED_KEYS:
+        _ROLES[key] = role
+    return role
 
 
 def _strings(value: object) -> list[str]:
