@@ -72,14 +72,16 @@ def _respelt(rng: random.Random, text: str, how: str) -> str:
 
 
 @st.composite
-def spellings(draw: st.DrawFn) -> str:
+def spellings(
+    draw: st.DrawFn, targets: tuple[tuple[str, str], ...] = STOP_TARGETS + OTHER_TARGETS
+) -> str:
     """A request target (a full URL or a bare route) for a stop or another route.
 
     One or two anomalies of the kinds a gateway may normalise away (case,
     escapes, dot/empty segments, ``;`` parameters, a prefix, an `Action`
     re-spelt, repeated or hidden, a fragment), or none.
     """
-    path, action = draw(st.sampled_from(STOP_TARGETS + OTHER_TARGETS))
+    path, action = draw(st.sampled_from(targets))
     kinds = draw(st.lists(st.sampled_from(ANOMALIES), min_size=1, max_size=2))
     rng = random.Random(draw(st.integers(0, 2**16)))
     segments = path.strip("/").split("/")

@@ -179,7 +179,7 @@ def _gateway_says_stop(url: str) -> bool:
     return is_stop(view.route, (view.action, *view.actions))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spellings())
 def test_no_spelling_a_gateway_routes_to_a_stop_passes_as_something_else(target: str) -> None:
     """Raw, and as `requests`/`yarl` send it: a gateway's stop is a stop or refused."""
@@ -188,7 +188,7 @@ def test_no_spelling_a_gateway_routes_to_a_stop_passes_as_something_else(target:
             assert _classified(url) in ("v1", "v2", "refused"), url
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(spellings())
 def test_the_tolerant_check_covers_everything_the_guard_would_call_a_stop(target: str) -> None:
     """`stop_generation` (which routes a drop-in call to the pre-check) misses no stop."""
@@ -274,7 +274,7 @@ def test_a_stop_id_that_only_looks_like_a_string_is_refused() -> None:
         check_stop_body(V1, {"id": Sly("ame-a1")})
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from(("id", "taskId", "evaluationId", "ids", "task_id", "x")),
