@@ -20,11 +20,12 @@ that no reading turns into a stop pass as what they are.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import unicodedata
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from evalctl import _api
 from evalctl._errors import UnsafeRequestError
@@ -221,7 +222,11 @@ def guard(url: str, body: Mapping[str, Any], clearance: Clearance | None) -> dic
         UnsafeRequestError: a stop without a matching clearance, a stop body
             that is not exactly one id, or a URL that cannot be classified.
     """
-    generation = classify(url)
+    try:
+        generation = classify(url)
+    except UnsafeRequestError as refused:
+        # The same refusal, naming the task the body is about when it says so plainly.
+        raise UnsafeRequestError(refused.reason, _named(body)) from None
     if generation is None:
         return dict(body)
     task_id = check_stop_body(generation, body)
@@ -343,4 +348,16 @@ def _decode_bytes(match: re.Match[str]) -> str:
 def _valid_or_none(ids: list[object], generation: Generation) -> TaskId | None:
     if len(ids) == 1 and task_id_problem(ids[0], generation.name) is None:
         return ids[0]  # type: ignore[return-value]  # task_id_problem checked it
+    return None
+
+
+def _named(body: object) -> TaskId | None:
+    """The task a request body plainly names (`id` or `taskId`, a valid id), or None."""
+    if not isinstance(body, Mapping):
+        return None
+    with contextlib.suppress(Exception):  # a caller's mapping may raise anything
+        for generation in (V1, V2):
+            value = body.get(generation.id_field)
+            if task_id_problem(value, generation.name) is None:
+                return cast(TaskId, value)  # task_id_problem checked it
     return None

@@ -388,3 +388,21 @@ def test_a_clearance_is_used_once_even_by_racing_threads() -> None:
 
     assert sum(isinstance(result, dict) for result in results) == 1
     assert sum(isinstance(result, UnsafeRequestError) for result in results) == 7
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        (f"{B}/wenxinworkshop/modelrepo/eval/Cancel", {"id": "ame-named1"}),
+        (f"{B}/v2/eval?action=StopEvalTask", {"taskId": "ame-named1"}),
+    ],
+)
+def test_a_refused_spelling_names_the_task_in_its_one_line(url: str, body: dict[str, Any]) -> None:
+    """The refusal says which task and why, with or without a clearance."""
+    for clearance in (None, Clearance(V1, "ame-named1")):
+        with pytest.raises(UnsafeRequestError) as caught:
+            guard(url, body, clearance)
+
+        message = str(caught.value)
+        assert message.startswith("refusing to send stop of ame-named1: its route ")
+        assert "\n" not in message
