@@ -6,6 +6,7 @@ emulator so that both sides speak exactly the same dialect.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Final, Literal
 
 ApiVersion = Literal["v1", "v2"]
@@ -27,10 +28,21 @@ MODE_RULE: Final = "rule"
 MODE_MODEL: Final = "model"
 MODE_MANUAL: Final = "manual"
 KNOWN_MODES: Final = frozenset({MODE_RULE, MODE_MODEL, MODE_MANUAL})
+#: The one order modes are shown in, everywhere (errors, logs, tables).
+MODE_ORDER: Final = (MODE_RULE, MODE_MODEL, MODE_MANUAL)
 
 # v2 `evalType`.
 V2_EVAL_TYPE_MANUAL: Final = "manual"
 V2_EVAL_TYPE_AUTO: Final = "auto"
+KNOWN_EVAL_TYPES: Final = frozenset({V2_EVAL_TYPE_MANUAL, V2_EVAL_TYPE_AUTO})
+
+# Where each generation documents the modes of a task (relative to `result`).
+V1_MODE_FIELD: Final = "evalStandardConf.evalMode"
+V2_TYPE_FIELD: Final = "evalType"
+# The field of the detail `result` that names the task, by id type.
+V1_ID_STR_FIELD: Final = "evaluationIdStr"
+V1_ID_INT_FIELD: Final = "evaluationId"
+V2_ID_FIELD: Final = "taskId"
 
 # v1 states.
 V1_PENDING: Final = "Pending"
@@ -53,6 +65,37 @@ V2_SUCCESSED: Final = "Successed"
 V2_STOPPING: Final = "Stopping"
 V2_FAILED: Final = "Failed"
 V2_STOPPED: Final = "Stopped"
+
+StateKind = Literal["running", "manual", "stopped", "finished"]
+
+# Each generation's own vocabulary: a state is judged in the words of the
+# generation that answered (a v2 detail saying "Doing" is not understood).
+V1_STATE_KINDS: Final[Mapping[str, StateKind]] = {
+    V1_PENDING: "running",
+    V1_DOING: "running",
+    V1_DOING_MANUAL: "manual",
+    V1_DOING_METRICS: "manual",
+    V1_STOPPING: "stopped",
+    V1_STOPPED: "stopped",
+    V1_DONE: "finished",
+    V1_PARTLY_DONE: "finished",
+    V1_FAIL: "finished",
+    V1_FAILED: "finished",
+}
+V2_STATE_KINDS: Final[Mapping[str, StateKind]] = {
+    V2_QUEUED: "running",
+    V2_RUNNING: "running",
+    V2_RUNNING_MANUAL: "manual",
+    V2_RUNNING_METRICS: "manual",
+    V2_STOPPING: "stopped",
+    V2_STOPPED: "stopped",
+    V2_SUCCESSED: "finished",
+    V2_FAILED: "finished",
+}
+STATE_KINDS: Final[Mapping[ApiVersion, Mapping[str, StateKind]]] = {
+    "v1": V1_STATE_KINDS,
+    "v2": V2_STATE_KINDS,
+}
 
 # What each state means for a stop, across both generations.
 RUNNING_STATES: Final = frozenset({V1_PENDING, V1_DOING, V2_QUEUED, V2_RUNNING})
@@ -119,3 +162,10 @@ REFUSE_FINISHED_MESSAGE: Final = "evaluation task is not running"
 # v2 answers a malformed request (body not an object, missing field, unknown
 # Action) with HTTP 400 and this code.
 V2_INVALID_PARAMETER_CODE: Final = "InvalidParameter"
+
+
+def ordered_modes(modes: Iterable[str]) -> list[str]:
+    """`modes` in the one order they are shown: rule, model, manual, then others sorted."""
+    unique = set(modes)
+    known = [mode for mode in MODE_ORDER if mode in unique]
+    return known + sorted(unique - KNOWN_MODES)

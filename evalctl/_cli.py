@@ -750,7 +750,7 @@ def _show_warnings_as_lines() -> None:
     # from several (the batch's reader, `status`, the library).
     warnings.filterwarnings("always", category=DeprecationWarning, module=r"evalctl(\.|$)")
     warnings.filterwarnings(
-        "always", message=r"integer evaluation ids", category=DeprecationWarning
+        "always", message=r"integer evaluation id", category=DeprecationWarning
     )
     warnings.showwarning = _show_warning
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from evalctl._api import ordered_modes
 from evalctl._cli_logging import redact_text, write_stderr
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ class Output:
                         "task_id": task.task_id,
                         "name": _clean(task.name),
                         "state": _clean(task.state),
-                        "eval_modes": sorted(task.eval_modes),
+                        "eval_modes": ordered_modes(task.eval_modes),
                         "includes_manual": task.includes_manual,
                         "stop_allowed": allowed,
                         "verdict": verdict,
@@ -170,7 +171,7 @@ class Output:
                 )
             )
             return
-        modes = ",".join(sorted(task.eval_modes)) or "-"
+        modes = ",".join(ordered_modes(task.eval_modes)) or "-"
         if allowed:
             would = "stop allowed"
         elif verdict in ("already_stopped", "not_running"):

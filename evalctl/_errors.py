@@ -37,6 +37,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 import qianfan.errors as qf_errors
 
+from evalctl._api import ordered_modes
+from evalctl._ids import shown_id
+
 if TYPE_CHECKING:
     from evalctl._model import CancelResult
 
@@ -106,8 +109,7 @@ class InvalidTaskIdError(EvalctlError, ValueError):
     kind = "invalid_task_id"
 
     def __init__(self, task_id: object, reason: str) -> None:
-        shown = _shorten(repr(task_id), 60)
-        super().__init__(f"invalid task id {shown}: {reason}")
+        super().__init__(f"invalid task id {shown_id(task_id)}: {reason}")
         self.task_id = task_id
         self.reason = reason
 
@@ -126,9 +128,9 @@ class ManualEvaluationError(EvalctlError):
         log_id: str | None,
     ) -> None:
         modes = frozenset(eval_modes)
-        shown = ",".join(sorted(modes)) or "-"
+        shown = ",".join(ordered_modes(modes)) or "-"
         super().__init__(
-            f"refusing to stop {task_id}: it includes manual evaluation"
+            f"refusing to stop {shown_id(task_id)}: it includes manual evaluation"
             f" (modes {shown}, state {state or '-'}); tasks with human evaluation"
             " must not be stopped"
         )
@@ -148,7 +150,9 @@ class PrecheckError(EvalctlError):
     kind = "precheck"
 
     def __init__(self, task_id: str, reason: str, log_id: str | None = None) -> None:
-        super().__init__(f"pre-check for {task_id} could not decide, nothing was stopped: {reason}")
+        super().__init__(
+            f"pre-check for {shown_id(task_id)} could not decide, nothing was stopped: {reason}"
+        )
         self.task_id = task_id
         self.reason = reason
         self.log_id = log_id
@@ -167,7 +171,8 @@ class StopUnconfirmedError(EvalctlError):
         self, task_id: str, reason: str, log_ids: Iterable[str] = (), *, state: str | None = None
     ) -> None:
         super().__init__(
-            f"a stop for {task_id} may have been sent but could not be confirmed: {reason}"
+            f"a stop for {shown_id(task_id)} may have been sent but could not be confirmed:"
+            f" {reason}"
         )
         self.task_id = task_id
         self.state = state
@@ -187,8 +192,8 @@ class UnsafeRequestError(EvalctlError):
     exit_code = EXIT_USAGE
     kind = "unsafe_request"
 
-    def __init__(self, reason: str, task_id: str | None = None) -> None:
-        subject = f"stop of {task_id}" if task_id else "request"
+    def __init__(self, reason: str, task_id: str | int | None = None) -> None:
+        subject = "request" if task_id is None else f"stop of {shown_id(task_id)}"
         super().__init__(f"refusing to send {subject}: {reason}")
         self.task_id = task_id
         self.reason = reason
@@ -201,7 +206,7 @@ class TaskNotFoundError(EvalctlError):
     kind = "not_found"
 
     def __init__(self, task_id: str, log_id: str | None = None) -> None:
-        super().__init__(f"task {task_id} not found" + _log_suffix(log_id))
+        super().__init__(f"task {shown_id(task_id)} not found" + _log_suffix(log_id))
         self.task_id = task_id
         self.log_id = log_id
 
@@ -221,8 +226,8 @@ class CancelRejectedError(EvalctlError):
     ) -> None:
         code = f" (code {error_code})" if error_code is not None else ""
         super().__init__(
-            f"the server refused to stop {task_id}{code}: {error_message or 'no reason given'}"
-            + _log_suffix(log_id)
+            f"the server refused to stop {shown_id(task_id)}{code}:"
+            f" {error_message or 'no reason given'}" + _log_suffix(log_id)
         )
         self.task_id = task_id
         self.error_code = error_code
@@ -279,7 +284,7 @@ class WaitTimeoutError(EvalctlError):
             why = f"still {result.state_after or 'unknown'} after waiting {timeout:g}s"
         else:
             why = f"could not confirm it is Stopped: {cause}"
-        super().__init__(f"{result.task_id}: stop accepted, but {why}")
+        super().__init__(f"{shown_id(result.task_id)}: stop accepted, but {why}")
         self.result = result
         self.timeout = timeout
         self.cause = cause
@@ -402,7 +407,3 @@ class InvalidResponseError(EvalctlError, qf_errors.RequestError):
 
 def _log_suffix(log_id: str | None) -> str:
     return f" [log_id {log_id}]" if log_id else ""
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

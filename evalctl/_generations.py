@@ -7,22 +7,45 @@ operations in `_operations` are written once against it.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Final
-from urllib.parse import parse_qsl
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal
 
 from evalctl import _api
 from evalctl._api import ApiVersion
 from evalctl._errors import ConfigurationError, InvalidResponseError
-from evalctl._ids import TaskId
-from evalctl._model import EvalTask
-from evalctl._precheck import ModeReading, known_state, read_eval_modes
-from evalctl._redact import Redactor
+from evalctl._ids import TaskId, task_id_problem
+from evalctl._model import DetailReading, EvalTask, ModeField, ModeFieldKind
+from evalctl._precheck import assess, fold
+from evalctl._redact import MASK, Redactor
 
-_APP_SECRET_KEY: Final = re.compile(r"app_?[as]k|.*secret.*", re.IGNORECASE)
-_MAX_SCAN_DEPTH: Final = 8
+# Matched against `_key_name(key)` (folded, separators removed): appAk, app_sk,
+# secretKey, password, accessToken, authorization, ...
+_SECRET_KEY: Final = re.compile(
+    r"(?:app)?(?:ak|sk)|.*(?:secret|passw|accesskey|privatekey|apikey|credential).*"
+    r"|authorization|.*token"
+)
+_SEPARATORS: Final = re.compile(r"[\s_\-.]+")
+# Keys that say which modes a task has (after `_key_name`).
+_MODE_KEYS: Final[Mapping[str, ModeFieldKind]] = {
+    "evalmode": "mode",
+    "evalmodes": "mode",
+    "evaltype": "type",
+    "evaltypes": "type",
+}
+_DOCUMENTED_MODE_PATHS: Final = frozenset(
+    {f"result.{_api.V1_MODE_FIELD}", f"result.{_api.V2_TYPE_FIELD}"}
+)
+# Bound of the walk over a detail (a real one has some fifty nodes); iterative,
+# so any depth the JSON parser accepted is walked.
+_MAX_SCAN_NODES: Final = 100_000
+_MAX_SECRETS_PER_KEY: Final = 64
+_MAX_PATH_KEY: Final = 40
+_MAX_PATH: Final = 200
+_MAX_CACHED_KEY: Final = 64
+_MAX_CACHED_KEYS: Final = 4096
+_KeyRole = Literal["secret", "state", "mode", "type"]
+_ROLES: dict[str, _KeyRole | None] = {}
 #: Bounds on the server-provided text an `EvalTask` shows (a hostile detail
 #: can hold megabytes, or thousands of made-up modes).
 _MAX_SHOWN_NAME: Final = 200
@@ -40,12 +63,22 @@ class Generation:
     stop_route: str
     stop_action: str
     id_field: str
-    parse: Callable[[Mapping[str, Any], TaskId, str | None], EvalTask]
     read_stop: Callable[[Mapping[str, Any]], tuple[bool, str]]
+    #: Fields of the detail `result`: the task name, its string id, its
+    #: deprecated integer id (v1 only).
+    name_field: str
+    str_id_field: str
+    int_id_field: str | None
 
     def body(self, task_id: TaskId) -> dict[str, Any]:
         """The request body naming `task_id`."""
         return {self.id_field: task_id}
+
+    def id_field_for(self, task_id: TaskId) -> str:
+        """The detail field that must name `task_id` (the integer one for an int id)."""
+        if type(task_id) is int and self.int_id_field is not None:
+            return self.int_id_field
+        return self.str_id_field
 
 
 def parse_detail(
@@ -54,10 +87,53 @@ def parse_detail(
     task_id: TaskId,
     log_id: str | None,
     redactor: Redactor,
+    *,
+    duplicate_keys: bool = False,
 ) -> EvalTask:
-    """Read a detail body into an `EvalTask`, remembering any app secrets to mask."""
-    redactor.add(*_app_secrets(body))
-    return _shown(generation.parse(body, task_id, log_id), redactor)
+    """Read a detail body into an `EvalTask`, judged by `_precheck.assess`.
+
+    App secrets (`appAk`, `appSk`, any secret-looking key at any depth) are
+    learnt by `redactor` and masked in `body` itself as it is read: the
+    pre-check never needs them, and no frame keeps them afterwards.
+
+    Args:
+        generation: The generation that answered.
+        body: The detail reply (a JSON object); its secrets are masked in place.
+        task_id: The id the detail was asked for.
+        log_id: The reply's server log id, already redacted.
+        redactor: Learns the secrets found.
+        duplicate_keys: The reply had an object with a key twice
+            (`_strictjson.loads`): ambiguous, so the pre-check cannot decide.
+    """
+    scan = _scan(body, redactor)
+    problems: list[str] = []
+    result = body.get("result")
+    if not isinstance(result, dict):
+        problems.append("the detail has no result object")
+        result = {}
+    if duplicate_keys:
+        problems.append("the detail has a key twice (ambiguous JSON)")
+    if scan.problem is not None:
+        problems.append(scan.problem)
+    named_field = generation.id_field_for(task_id)
+    named = result.get(named_field)
+    reading = DetailReading(
+        api=generation.name,
+        asked=task_id,
+        name=_text(result.get(generation.name_field)),
+        named_field=named_field,
+        named=named if type(named) in (str, int) else None,
+        named_present=named is not None,
+        state=_text(result.get("state")),
+        state_type=type(result.get("state")).__name__,
+        other_states=tuple(scan.states),
+        mode_fields=tuple(sorted(scan.mode_fields, key=_documented_first)),
+        id_str=_plausible_str_id(result.get(generation.str_id_field)),
+        id_int=_plausible_int_id(result.get(generation.int_id_field or "")),
+        log_id=log_id,
+        problems=tuple(problems),
+    )
+    return _shown(assess(reading), redactor)
 
 
 def _shown(task: EvalTask, redactor: Redactor) -> EvalTask:
@@ -79,67 +155,6 @@ def _shown(task: EvalTask, redactor: Redactor) -> EvalTask:
         undecided_reason=(
             None if task.undecided_reason is None else redactor(task.undecided_reason)
         ),
-    )
-
-
-def _parse_v1(body: Mapping[str, Any], task_id: TaskId, log_id: str | None) -> EvalTask:
-    result = body.get("result")
-    if not isinstance(result, dict):
-        return _unreadable(task_id, log_id, "the detail has no result object")
-    problems = [_id_mismatch(result, task_id, ("evaluationIdStr", "evaluationId"))]
-    state, state_problem = _state(result)
-    problems.append(state_problem)
-    conf = result.get("evalStandardConf")
-    if isinstance(conf, dict):
-        reading = read_eval_modes(conf.get("evalMode"))
-    else:
-        reading = ModeReading(frozenset(), False, "the detail has no evalStandardConf object")
-    problems.append(reading.problem)
-    return EvalTask(
-        task_id=str(task_id),
-        name=_text(result.get("name")),
-        state=state,
-        eval_modes=reading.modes,
-        includes_manual=reading.includes_manual or state in _api.MANUAL_STATES,
-        log_id=log_id,
-        undecided_reason=next((p for p in problems if p), None),
-    )
-
-
-def _parse_v2(body: Mapping[str, Any], task_id: TaskId, log_id: str | None) -> EvalTask:
-    result = body.get("result")
-    if not isinstance(result, dict):
-        return _unreadable(task_id, log_id, "the detail has no result object")
-    problems = [_id_mismatch(result, task_id, ("taskId",))]
-    state, state_problem = _state(result)
-    problems.append(state_problem)
-    raw_type = result.get("evalType")
-    eval_type = (
-        unicodedata.normalize("NFKC", raw_type).strip().lower()
-        if isinstance(raw_type, str)
-        else None
-    )
-    if eval_type not in (_api.V2_EVAL_TYPE_MANUAL, _api.V2_EVAL_TYPE_AUTO):
-        problems.append(
-            "the detail has no evalType" if raw_type is None else f"unknown evalType {raw_type!r}"
-        )
-    modes: frozenset[str] = frozenset({eval_type}) if eval_type else frozenset()
-    manual = eval_type == _api.V2_EVAL_TYPE_MANUAL
-    if "evalMode" in result:
-        # When v2 also spells out the modes, any manual signal wins and any
-        # doubt about them blocks the stop.
-        reading = read_eval_modes(result["evalMode"])
-        modes = reading.modes or modes
-        manual = manual or reading.includes_manual
-        problems.append(reading.problem)
-    return EvalTask(
-        task_id=str(task_id),
-        name=_text(result.get("taskName")),
-        state=state,
-        eval_modes=modes,
-        includes_manual=manual or state in _api.MANUAL_STATES,
-        log_id=log_id,
-        undecided_reason=next((p for p in problems if p), None),
     )
 
 
@@ -165,8 +180,10 @@ V1: Final = Generation(
     stop_route=_api.V1_CANCEL_ROUTE,
     stop_action="",
     id_field="id",
-    parse=_parse_v1,
     read_stop=_read_stop_v1,
+    name_field="name",
+    str_id_field=_api.V1_ID_STR_FIELD,
+    int_id_field=_api.V1_ID_INT_FIELD,
 )
 V2: Final = Generation(
     name="v2",
@@ -175,8 +192,10 @@ V2: Final = Generation(
     stop_route=_api.V2_ROUTE,
     stop_action=_api.V2_STOP_ACTION,
     id_field="taskId",
-    parse=_parse_v2,
     read_stop=_read_stop_v2,
+    name_field="taskName",
+    str_id_field=_api.V2_ID_FIELD,
+    int_id_field=None,
 )
 GENERATIONS: Final[Mapping[str, Generation]] = {"v1": V1, "v2": V2}
 
@@ -194,73 +213,137 @@ def generation(api: object) -> Generation:
 
 
 def stop_generation(route: str, action: str) -> Generation | None:
-    """The generation whose stop route `route` + `action` names, or None.
+    """The generation whose stop `route` + `action` could be, or None.
 
-    Tolerant on purpose: a doubled or trailing slash, a different case, or an
-    `Action` hidden in the route's query still counts as a stop, so the
-    pre-check cannot be side-stepped by spelling.
+    Tolerant on purpose, for deciding that a caller's request needs the
+    pre-check: a doubled or trailing slash, a different case, escapes, dot
+    segments or an `Action` hidden in the route's query still count as a
+    stop. The send boundary (`_stopguard.classify`) then refuses every such
+    spelling that is not the stop route exactly.
     """
-    path, _, query = route.partition("?")
-    path = "/" + "/".join(part for part in path.strip().split("/") if part)
-    path = path.lower()
-    actions = {action.strip().lower()} | {
-        value.strip().lower()
-        for key, value in parse_qsl(query, keep_blank_values=True)
-        if key.lower() == "action"
-    }
-    if path == _api.V1_CANCEL_ROUTE.lower():
-        return V1
-    if path == _api.V2_ROUTE.lower() and _api.V2_STOP_ACTION.lower() in actions:
-        return V2
-    return None
+    # Imported here: `_stopguard` builds on the generations defined in this module.
+    from evalctl._stopguard import stop_like
 
-
-def _unreadable(task_id: TaskId, log_id: str | None, reason: str) -> EvalTask:
-    return EvalTask(str(task_id), None, None, frozenset(), False, log_id, reason)
-
-
-def _state(result: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    state = result.get("state")
-    if state is None:
-        return None, "the detail has no state"
-    if not isinstance(state, str):
-        return None, f"state is not a string ({type(state).__name__})"
-    if not known_state(state):
-        return state, f"unknown state {state!r}"
-    return state, None
-
-
-def _id_mismatch(result: Mapping[str, Any], task_id: TaskId, keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        value = result.get(key)
-        if value is None:
-            continue
-        if isinstance(task_id, int) and key != "evaluationId":
-            continue
-        if isinstance(task_id, str) and key == "evaluationId":
-            continue
-        if value != task_id:
-            # Cut well past what a message shows, so a secret in it stays whole for redaction.
-            return f"the detail describes another task ({key} {str(value)[:400]!r})"
-    return None
+    return stop_like(route, action)
 
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None  # bounded by `_shown`, after redaction
 
 
-def _app_secrets(node: object, depth: int = 0) -> list[str]:
-    """Values of secret-looking keys (appAk, appSk, ...) anywhere in a body."""
-    found: list[str] = []
-    if depth > _MAX_SCAN_DEPTH:
-        return found
-    if isinstance(node, dict):
+def _plausible_str_id(value: object) -> str | None:
+    return value if type(value) is str and task_id_problem(value) is None else None
+
+
+def _plausible_int_id(value: object) -> int | None:
+    return value if type(value) is int and task_id_problem(value) is None else None
+
+
+def _documented_first(found: ModeField) -> tuple[bool, str]:
+    documented = found.path in _DOCUMENTED_MODE_PATHS
+    return not documented, found.path
+
+
+@dataclass
+class _Scan:
+    """What one walk over a detail found besides the fields read by name."""
+
+    mode_fields: list[ModeField] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+
+def _scan(body: Mapping[str, Any], redactor: Redactor) -> _Scan:
+    """Walk the whole detail once (bounded): mode fields, states, secrets.
+
+    Secret-looking keys have their values learnt by `redactor` and replaced
+    by the mask in place. Every key that names modes (`evalMode`, `evalType`,
+    in any case or spelling, at any depth) is a `ModeField`; every `state`
+    text besides `result.state` is kept (a unit in manual annotation counts).
+    """
+    scan = _Scan()
+    secrets: list[str] = []
+    # (node, its path): a path is only spelt out when a mode field needs it.
+    stack: list[tuple[object, tuple[object, ...]]] = [(body, ())]
+    budget = _MAX_SCAN_NODES
+    while stack:
+        node, path = stack.pop()
+        budget -= 1
+        if budget < 0:
+            scan.problem = "the detail is too large to read whole"
+            break
+        if isinstance(node, list):
+            stack.extend(
+                (item, (*path, index))
+                for index, item in enumerate(node)
+                if isinstance(item, dict | list)
+            )
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        # Masking replaces values of existing keys only: iterating stays safe.
         for key, value in node.items():
-            if isinstance(key, str) and _APP_SECRET_KEY.fullmatch(key) and isinstance(value, str):
-                found.append(value)
-            else:
-                found.extend(_app_secrets(value, depth + 1))
-    elif isinstance(node, list):
-        for item in node[:100]:
-            found.extend(_app_secrets(item, depth + 1))
+            role = _ROLES[key] if key in _ROLES else _key_role(key)
+            if role == "secret":
+                secrets.extend(_strings(value))
+                if isinstance(node, dict):
+                    node[key] = MASK
+                continue
+            if role == "mode" or role == "type":
+                text = value if isinstance(value, str) else None
+                here = _spelt((*path, key))
+                scan.mode_fields.append(ModeField(here, role, text, type(value).__name__))
+            elif role == "state" and isinstance(value, str) and path != ("result",):
+                scan.states.append(value)
+            if isinstance(value, dict | list):
+                stack.append((value, (*path, key)))
+    redactor.add(*secrets)
+    del secrets
+    return scan
+
+
+def _spelt(path: tuple[object, ...]) -> str:
+    """A path such as ``result.evalUnits[0].evalMode``, cut in the middle when long."""
+    text = "".join(
+        f"[{step}]" if isinstance(step, int) else f".{str(step)[:_MAX_PATH_KEY]}"
+        for step in path
+    ).lstrip(".")
+    if len(text) > _MAX_PATH:
+        return f"{text[: _MAX_PATH // 2]}…{text[-_MAX_PATH // 2 :]}"
+    return text
+
+
+def _key_role(key: object) -> _KeyRole | None:
+    """What a key is to the pre-check: secret, mode, type, state, or nothing.
+
+    Read as a lenient server would: folded, without separators.
+    """
+    if not isinstance(key, str):
+        return None
+    name = _SEPARATORS.sub("", fold(key))
+    role: _KeyRole | None = None
+    if _SECRET_KEY.fullmatch(name):
+        role = "secret"
+    elif name == "state":
+        role = "state"
+    else:
+        role = _MODE_KEYS.get(name)
+    # Keys repeat from one detail to the next; long or countless (hostile) ones are not kept.
+    if len(key) <= _MAX_CACHED_KEY and len(_ROLES) < _MAX_CACHED_KEYS:
+        _ROLES[key] = role
+    return role
+
+
+def _strings(value: object) -> list[str]:
+    """Every string in a (secret) value, bounded."""
+    found: list[str] = []
+    stack = [value]
+    while stack and len(found) < _MAX_SECRETS_PER_KEY:
+        node = stack.pop()
+        if isinstance(node, str):
+            found.append(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
     return found

@@ -26,6 +26,8 @@ from typing import Any, Final, Literal
 
 import structlog
 
+from evalctl._api import ordered_modes
+
 REQUEST_EVENT: Final = "qianfan.request"
 PRECHECK_EVENT: Final = "evalctl.precheck"
 CANCEL_EVENT: Final = "evalctl.cancel"
@@ -101,7 +103,7 @@ def precheck_event(
         PRECHECK_EVENT,
         task_id=task_id,
         state=state,
-        eval_modes=sorted(eval_modes),
+        eval_modes=ordered_modes(eval_modes),
         allowed=allowed,
         **extra,
     )

@@ -260,7 +260,14 @@ def describe(generation: Generation, task_id: TaskId, session: Session) -> Opera
     )
 
     def read(reply: Reply) -> EvalTask:
-        return parse_detail(generation, reply.body, task_id, reply.log_id, session.redactor)
+        return parse_detail(
+            generation,
+            reply.body,
+            task_id,
+            reply.log_id,
+            session.redactor,
+            duplicate_keys=reply.duplicate_keys,  # a key twice: ambiguous, fail closed
+        )
 
     return (yield from request(session, req, read))
 

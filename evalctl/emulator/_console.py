@@ -38,6 +38,7 @@ from evalctl.emulator._faults import (
     narrowing_matches,
     validate_narrowing,
 )
+from evalctl.emulator._gateway import read_target
 from evalctl.emulator._records import RecordedRequest, RequestLog, task_ref_of
 from evalctl.emulator._replies import IdSource, Reply
 from evalctl.emulator._routes import Call, Routes, classify
@@ -201,12 +202,14 @@ class Console:
 
     def handle(self, incoming: Incoming) -> Outgoing:
         """Answer one request and record it."""
-        path, _, query = incoming.target.partition("?")
+        raw_path, _, query = incoming.target.partition("?")
         pairs = parse_qsl(query, keep_blank_values=True)
-        action = dict(pairs).get("Action", "")
+        # Signed over the target as received; routed by the gateway's reading.
+        view = read_target(incoming.target)
+        path, action = view.route, view.action
         body = _parse_json(incoming.body)
         failure = self._verifier.verify(
-            incoming.method, path, pairs, incoming.headers, incoming.wall
+            incoming.method, raw_path, pairs, incoming.headers, incoming.wall
         )
         fault: str | None = None
         hold_s = self._latency_s
@@ -257,6 +260,8 @@ class Console:
                 fault=fault,
                 time=incoming.arrival,
                 task_id=None if ref is None else str(ref),
+                target=incoming.target,
+                actions=view.actions,
             )
         )
         return outgoing

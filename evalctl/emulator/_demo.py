@@ -99,9 +99,8 @@ def _serve(
             seed_demo(emulator)
             out.write("Demo tasks:\n")
             for task in DEMO_TASKS:
-                out.write(
-                    f"  {task.role:<8} {task.task_id:<16} {task.eval_mode:<12} {task.state}\n"
-                )
+                modes = ",".join(_api.ordered_modes(task.eval_mode.split(",")))
+                out.write(f"  {task.role:<8} {task.task_id:<16} {modes:<12} {task.state}\n")
         out.write("Point qianfan / evalctl at it:\n")
         for name, value in sdk_environment(emulator).items():
             out.write(f"  export {name}={shlex.quote(value)}\n")

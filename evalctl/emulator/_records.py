@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
-from evalctl import _api
+from evalctl.emulator._gateway import is_stop
 
 # The body fields that name a task, in the order they are looked up.
 _TASK_FIELDS: Final = ("id", "taskId", "evaluationId")
@@ -18,8 +18,12 @@ class RecordedRequest:
     """One request as the emulator saw it.
 
     Attributes:
-        route: the request path, without the query.
-        action: the ``Action`` query value; "" for v1 routes.
+        route: the request path as the gateway routes it: escapes decoded, dot
+            and empty segments resolved, ``;`` parameters dropped, a known
+            route in its canonical case (see `_gateway`); `target` keeps what
+            was received.
+        action: the ``Action`` query value as the gateway reads it; "" for
+            v1 routes.
         body: the parsed JSON body, or None when it was not JSON.
         signature_valid: whether authentication passed (signature and expiry).
         status: the HTTP status answered; 0 when the connection was reset.
@@ -27,6 +31,8 @@ class RecordedRequest:
             ``"qps_limit"``), None for a normal answer.
         time: `time.monotonic()` when the request had arrived.
         task_id: the task the body names (``id``/``taskId``/``evaluationId``) as str.
+        target: the request target (path and query) exactly as received.
+        actions: every ``Action`` value the query holds, in any key case.
     """
 
     route: str
@@ -37,13 +43,17 @@ class RecordedRequest:
     fault: str | None
     time: float
     task_id: str | None
+    target: str = field(default="", compare=False)
+    actions: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def is_stop(self) -> bool:
-        """Whether this went to a stop route (v1 cancel or v2 StopEvalTask)."""
-        return self.route == _api.V1_CANCEL_ROUTE or (
-            self.route == _api.V2_ROUTE and self.action == _api.V2_STOP_ACTION
-        )
+        """Whether a gateway could route this to a stop, however it was spelt.
+
+        The v1 cancel route, or ``/v2/eval`` with any `Action` that reads as
+        StopEvalTask (a second `Action`, another case).
+        """
+        return is_stop(self.route, (self.action, *self.actions))
 
 
 def task_ref_of(body: object) -> object:

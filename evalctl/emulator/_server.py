@@ -169,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers.setdefault(name.lower(), value)
         try:
             outgoing = self.server.console.handle(
-                Incoming(self.command, self.path, headers, body, arrival, wall)
+                Incoming(self.command, self._target(), headers, body, arrival, wall)
             )
         except Exception:  # last resort: never leave a client hanging
             _logger.exception("emulator: request handling crashed; answering HTTP 500")
@@ -184,6 +184,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the emulator records requests instead of printing them."""
+
+    def _target(self) -> str:
+        """The request target exactly as sent.
+
+        `self.path` is not: http.server turns a leading "//" into "/" (against
+        open redirects), so a stop sent as ``//wenxinworkshop/...`` would be
+        recorded, verified and routed as another spelling than it was.
+        """
+        parts = self.requestline.split(" ")
+        return parts[1] if len(parts) == 3 else self.path
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):

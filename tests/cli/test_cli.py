@@ -194,8 +194,8 @@ def test_cancel_reports_a_mixed_batch_line_by_line_and_exits_with_the_highest_co
     assert errors[3].startswith(f"evalctl: error: the server refused to stop {ids['rejected']}")
     # The deprecated integer id: one readable line, not a warning dump.
     assert [line for line in ran.err_lines if "warning" in line] == [
-        "evalctl: warning: integer evaluation ids are deprecated by Qianfan;"
-        " use the 'ame-...' id (evalIdStr) instead"
+        f"evalctl: warning: integer evaluation id {integer_id} is deprecated by Qianfan;"
+        " use its 'ame-...' id (evalIdStr) instead"
     ]
     assert "DeprecationWarning" not in ran.stderr
     summary = ran.err_lines[-1]
@@ -286,7 +286,7 @@ def test_cancel_single_tasks_exit_with_their_own_codes(
     assert {
         "task_id": ids["manual"],
         "state": "Doing",
-        "eval_modes": ["manual", "rule"],
+        "eval_modes": ["rule", "manual"],
         "allowed": False,
         "verdict": "manual_evaluation",
         "level": "info",
@@ -296,7 +296,7 @@ def test_cancel_single_tasks_exit_with_their_own_codes(
     assert requests[0]["log_id"] == precheck[0]["log_id"]
     assert [
         f"evalctl: error: refusing to stop {ids['manual']}: it includes manual evaluation"
-        f" (modes manual,rule, state Doing); tasks with human evaluation must not be stopped"
+        f" (modes rule,manual, state Doing); tasks with human evaluation must not be stopped"
         f" [log_id {precheck[0]['log_id']}]"
     ] == manual.errors()
 
@@ -470,10 +470,10 @@ def test_status_shows_state_modes_and_whether_a_stop_would_be_allowed(
     assert (human.code, human.stderr) == (0, "")
     rows = human.rows()
     assert re.fullmatch(
-        r"ame-auto1\s+Doing\s+model,rule\s+stop allowed\s+\"eval-ame-auto1\"", rows[ids["auto"]]
+        r"ame-auto1\s+Doing\s+rule,model\s+stop allowed\s+\"eval-ame-auto1\"", rows[ids["auto"]]
     )
     assert re.fullmatch(
-        r"ame-manual1\s+Doing\s+manual,rule\s+stop refused \(manual_evaluation\):"
+        r"ame-manual1\s+Doing\s+rule,manual\s+stop refused \(manual_evaluation\):"
         r" includes manual evaluation\s+\"eval-ame-manual1\"",
         rows[ids["manual"]],
     )
@@ -490,7 +490,7 @@ def test_status_shows_state_modes_and_whether_a_stop_would_be_allowed(
         "task_id": ids["auto"],
         "name": "eval-ame-auto1",
         "state": "Doing",
-        "eval_modes": ["model", "rule"],
+        "eval_modes": ["rule", "model"],
         "includes_manual": False,
         "stop_allowed": True,
         "verdict": "stop",

@@ -53,19 +53,22 @@ class ApiSpec:
         """`add_task` keywords making the detail spell its modes as `raw`."""
         if self.name == "v1":
             return self.overrides(evalStandardConf={"evalMode": raw})
-        return self.overrides(evalMode=raw)
+        # v2 may spell the modes twice: every mode-bearing field says `raw`.
+        return self.overrides(evalMode=raw, evalStandardConf={"evalMode": raw})
 
     def without_modes(self) -> dict[str, Any]:
         """`add_task` keywords making the detail say nothing about its modes."""
         if self.name == "v1":
             return self.overrides(evalStandardConf={"resultDatasetId": 1})
-        return self.overrides(evalType=None, evalMode=None)
+        return self.overrides(evalType=None, evalMode=None, evalStandardConf=None)
 
     def automatic_detail(self) -> dict[str, Any]:
         """`add_task` keywords making the detail claim a rule-only task, whatever is stored."""
         if self.name == "v1":
             return self.with_modes("rule")
-        return self.overrides(evalType="auto", evalMode="rule")
+        return self.overrides(
+            evalType="auto", evalMode="rule", evalStandardConf={"evalMode": "rule"}
+        )
 
     def describing(self, other_id: str) -> dict[str, Any]:
         """`add_task` keywords making the detail describe another task."""

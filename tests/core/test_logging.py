@@ -172,7 +172,7 @@ def test_a_refusal_logs_the_verdict_and_no_cancel(
     assert logs[1] == {
         "task_id": task_id,
         "state": state,
-        "eval_modes": ["manual", "rule"],
+        "eval_modes": ["rule", "manual"],
         "allowed": False,
         "verdict": "manual_evaluation",
         "log_id": caught.value.log_id,

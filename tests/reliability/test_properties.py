@@ -407,8 +407,11 @@ def breakages(draw: st.DrawFn, api: ApiSpec) -> Breakage:
         return Breakage({"evalType": value}, undecidable=value != "AUTO ")
     if choice == "mode-type":
         return Breakage({"evalMode": draw(NOT_A_STRING)}, undecidable=True)
-    # Without evalMode, v2's evalType (derived from the stored modes) still decides.
-    return Breakage({"evalMode": None}, undecidable=False, hides_modes=True)
+    # Without any evalMode (v2 may carry one at the top and one in evalStandardConf),
+    # v2's evalType (derived from the stored modes) still decides.
+    return Breakage(
+        {"evalMode": None, "evalStandardConf": None}, undecidable=False, hides_modes=True
+    )
 
 
 faults = st.lists(
@@ -471,16 +474,23 @@ def _seed(emulator: Emulator, scenario: Scenario) -> tuple[str, bool, bool]:
 def _stop_attempts_follow_an_allowing_precheck(
     captured: list[dict[str, Any]], *, verdict_stop: bool
 ) -> None:
-    """Before every stop attempt, the latest pre-check allowed it (and said "stop")."""
+    """Before every stop attempt, the latest pre-check did not refuse (and said "stop").
+
+    `allowed` is true only for the verdict "stop"; the drop-in also forwards a
+    stop for a task the pre-check found stopped or finished (the server answers).
+    """
     latest: dict[str, Any] | None = None
     for event in captured:
         if event["event"] == "evalctl.precheck":
             latest = event
         elif event["event"] == "qianfan.request" and event.get("purpose") == "stop":
             assert latest is not None, "a stop attempt without any pre-check"
-            assert latest["allowed"] is True, f"stop after a refusing pre-check {latest}"
+            assert latest["verdict"] in ("stop", "already_stopped", "not_running"), (
+                f"stop after a refusing pre-check {latest}"
+            )
+            assert latest["allowed"] is (latest["verdict"] == "stop")
             if verdict_stop:
-                assert latest["verdict"] == "stop"
+                assert (latest["verdict"], latest["allowed"]) == ("stop", True)
 
 
 def _applied_stops(emulator: Emulator, task_id: str) -> int:

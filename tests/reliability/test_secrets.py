@@ -228,13 +228,18 @@ def shown_by(outcome: object) -> list[str]:
 
 # --- the echoing server -----------------------------------------------------------------
 
+#: The task an echoed detail describes (a detail must name the task asked for).
+ECHO_TASK_ID = "ame-echodetail1"
 
-def echo_headers(seen: Seen, shape: str) -> Callable[[Mapping[str, str]], bytes]:
+
+def echo_headers(
+    seen: Seen, shape: str, task_id: str = ECHO_TASK_ID
+) -> Callable[[Mapping[str, str]], bytes]:
     """An answer made from the request's own headers, as a misbehaving gateway would send.
 
     Shapes: ``v1-envelope`` (an error envelope), ``bce`` (a BCE/v2 error body),
     ``v1-stop-refused`` (a refused stop), ``v1-detail`` / ``v2-detail`` (a
-    running rule-only task whose log id and name echo the request).
+    running rule-only task `task_id` whose log id and name echo the request).
     """
 
     def answer(headers: Mapping[str, str]) -> bytes:
@@ -252,6 +257,7 @@ def echo_headers(seen: Seen, shape: str) -> Callable[[Mapping[str, str]], bytes]
             body = {
                 "log_id": auth,
                 "result": {
+                    "evaluationIdStr": task_id,
                     "name": echoed,
                     "state": "Doing",
                     "evalStandardConf": {"evalMode": "rule"},
@@ -261,6 +267,7 @@ def echo_headers(seen: Seen, shape: str) -> Callable[[Mapping[str, str]], bytes]
             body = {
                 "requestId": auth,
                 "result": {
+                    "taskId": task_id,
                     "taskName": echoed,
                     "state": "Running",
                     "evalType": "auto",
@@ -449,7 +456,9 @@ def library_scenarios(
         ),
         (
             "echo: log id of a detail",
-            with_raw(f"{api.name}-detail", "detail", cancel(add()), 200),
+            with_raw(
+                f"{api.name}-detail", "detail", cancel(lambda: emulator.add_task(ECHO_TASK_ID)), 200
+            ),
             "cancelled",
         ),
         (
@@ -567,7 +576,7 @@ def _statuses(api: ApiSpec) -> Callable[[Emulator, Seen], dict[str, str]]:
             **{"name" if api.name == "v1" else "taskName": f"sk={SK} {APP_AK} bce-auth-v1/{AK}/x"}
         )
         return {
-            emulator.add_task(eval_mode="rule"): "stop",  # its detail is the echo
+            emulator.add_task(ECHO_TASK_ID, eval_mode="rule"): "stop",  # its detail is the echo
             emulator.add_task(eval_mode="rule,model", **secret_name): "stop",
             emulator.add_task(eval_mode="model,manual"): "manual_evaluation",
             "ame-nosuchtask": "not_found",
