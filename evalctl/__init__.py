@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         cancel_eval_task,
         describe_eval_task,
     )
+    from evalctl._listing import ListedTask, alist_eval_tasks, list_eval_tasks
     from evalctl._model import CancelResult, EvalTask
 
     __version__: str
@@ -93,6 +94,7 @@ _EXPORTS: Final = {
     ),
     "CancelResult": "evalctl._model",
     "EvalTask": "evalctl._model",
+    **dict.fromkeys(("ListedTask", "alist_eval_tasks", "list_eval_tasks"), "evalctl._listing"),
 }
 
 
@@ -138,6 +140,7 @@ __all__ = [
     "HTTPStatusError",
     "InvalidResponseError",
     "InvalidTaskIdError",
+    "ListedTask",
     "ManualEvaluationError",
     "MissingCredentialsError",
     "PrecheckError",
@@ -154,8 +157,10 @@ __all__ = [
     "acall_action",
     "acancel_eval_task",
     "adescribe_eval_task",
+    "alist_eval_tasks",
     "call_action",
     "cancel_eval_task",
     "cancel_eval_tasks",
     "describe_eval_task",
+    "list_eval_tasks",
 ]

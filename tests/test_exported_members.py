@@ -25,6 +25,9 @@ CONTRACT_NAMES = {
     "TaskNotFoundError",
     "CancelRejectedError",
     "RetryExhaustedError",
+    # Round 2 additions.
+    "list_eval_tasks",
+    "alist_eval_tasks",
 }
 
 
