@@ -215,19 +215,18 @@ class _Walk:
             InvalidResponseError: the page does not have the documented shape.
         """
         self._pages += 1
-        items, truncated, next_marker = _read_page(payload, self._types[0], self._pages)
+        where = f"{_api.V2_LIST_ACTION} ({self._types[0]}) page {self._pages}"
+        items, truncated, next_marker = _read_page(payload, where)
         if truncated:
             request_id = _request_id(payload)
             if next_marker is None:
                 raise InvalidResponseError(
-                    f"DescribeEvalTasks page {self._pages} says more pages follow"
-                    " but gives no nextMarker",
-                    request_id,
+                    f"{where} says more pages follow but gives no nextMarker", request_id
                 )
             if next_marker in self._markers:
                 raise InvalidResponseError(
-                    f"DescribeEvalTasks page {self._pages} repeats an earlier nextMarker"
-                    f" ({next_marker[:80]!r}): the listing would never end",
+                    f"{where} repeats an earlier nextMarker ({next_marker[:80]!r}):"
+                    " the listing would never end",
                     request_id,
                 )
             self._markers.add(next_marker)
@@ -249,12 +248,9 @@ class _Walk:
         return kept
 
 
-def _read_page(
-    payload: object, eval_type: str, page: int
-) -> tuple[list[ListedTask], bool, str | None]:
+def _read_page(payload: object, where: str) -> tuple[list[ListedTask], bool, str | None]:
     """(tasks, isTruncated, nextMarker or None) of one answer, or InvalidResponseError."""
     request_id = _request_id(payload)
-    where = f"DescribeEvalTasks ({eval_type}) page {page}"
     result = payload.get("result") if isinstance(payload, dict) else None
     if not isinstance(result, dict):
         raise InvalidResponseError(f"{where} has no result object", request_id)
