@@ -508,7 +508,7 @@ def list_tasks(
     """
     selection = _Selection.of(eval_type, key_filter, name, state, limit)
     _start(verbose, quiet, json_output)
-    tasks = _list_selection(selection, max_attempts, qps)
+    tasks, _ = _list_selection(selection, max_attempts, qps)
 
     from evalctl import _cli_listing
 
@@ -524,8 +524,12 @@ def list_tasks(
     raise typer.Exit(0)
 
 
-def _list_selection(selection: _Selection, max_attempts: int | None, qps: float | None) -> Any:
-    """The lazy listing for `selection`: every argument checked, credentials too; nothing sent.
+def _list_selection(
+    selection: _Selection, max_attempts: int | None, qps: float | None
+) -> tuple[Any, RetryPolicy]:
+    """The lazy listing for `selection`, and the retry policy; nothing is sent yet.
+
+    Every argument is checked first, then the credentials and the endpoint.
 
     Raises:
         CliError: a bad filter (exit 2).
@@ -547,7 +551,7 @@ def _list_selection(selection: _Selection, max_attempts: int | None, qps: float 
     except ConfigurationError as exc:
         raise CliError(_option_message(str(exc))) from None
     _prepare_library(max_attempts)  # credentials and endpoint, before the first page
-    return tasks
+    return tasks, policy
 
 
 def _option_message(message: str) -> str:
@@ -607,12 +611,16 @@ def _cancel_selected(
     if resume and journal is None:
         raise CliError("--resume needs --journal PATH")
     output = _start(verbose, quiet, json_output)
-    tasks = _list_selection(selection, max_attempts, qps)
+    tasks, policy = _list_selection(selection, max_attempts, qps)
 
     from itertools import islice
 
     from evalctl import _cli_listing
     from evalctl._listing import plan_selection
+
+    def say(message: str) -> None:
+        if not _globals.quiet:
+            _cli_listing.hint(message)
 
     selected = list(islice(tasks, max_tasks + 1))
     if len(selected) > max_tasks:
@@ -626,10 +634,10 @@ def _cancel_selected(
     if not yes:
         _cli_listing.print_plan(plan, printer, json_mode=json_output)
         if count == 0:
-            _cli_listing.hint("nothing to stop; nothing was sent")
+            say("nothing to stop; nothing was sent")
             raise typer.Exit(0)
         if not _is_terminal(sys.stdin):
-            _cli_listing.hint(
+            say(
                 f"this is the plan only: nothing was stopped. To stop these {count}"
                 " task(s), run the same command with --yes"
             )
@@ -638,10 +646,8 @@ def _cancel_selected(
             raise CliError("not confirmed: nothing was stopped")
     _cli_listing.print_skipped(plan.skipped, printer, json_mode=json_output)
     if count == 0:
-        if plan.entries and not _globals.quiet:
-            _cli_listing.hint(f"plan: {_cli_listing.plan_headline(plan)}; nothing to stop")
+        say(f"plan: {_cli_listing.plan_headline(plan)}; nothing to stop")
         raise typer.Exit(0)
-    policy = _prepare_library(max_attempts)
     show_progress = not json_output and not _globals.quiet and _is_terminal(sys.stderr)
     try:
         result = _cancel_batch(
@@ -662,8 +668,7 @@ def _cancel_selected(
         if journal is None:
             raise
         raise CliError(f"cannot write --journal {journal!r}: {exc}", EXIT_ERROR) from None
-    if not _globals.quiet:
-        _cli_listing.hint(f"plan: {_cli_listing.plan_headline(plan)}")
+    say(f"plan: {_cli_listing.plan_headline(plan)}")
     output.summary(result)
     raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else result.exit_code)
 

@@ -93,8 +93,10 @@ def print_plain_lines(tasks: Iterable[ListedTask], printer: Printer) -> int:
 
 
 def print_table(tasks: Iterable[ListedTask], printer: Printer) -> int:
-    """A rich table of the tasks (printed once every page is in, or on an error with
-    the rows read so far); returns the count."""
+    """A rich table of the tasks; returns the count.
+
+    Printed once every page is in (or, on an error, with the rows read so far).
+    """
     rows: list[ListedTask] = []
     try:
         for task in tasks:
