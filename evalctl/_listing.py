@@ -18,12 +18,13 @@ be stopped still goes through `cancel_eval_task`'s own detail pre-check.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from evalctl import _api
 from evalctl._config import RetryPolicy, get_clock
+from evalctl._credentials import Credentials, check_key
 from evalctl._errors import ConfigurationError, InvalidResponseError
 from evalctl._limits import AdaptiveRateLimiter, check_qps
 
@@ -142,9 +143,20 @@ class _Query:
     name: str | None
     states: frozenset[str] | None
     limit: int | None
-    call_kwargs: Mapping[str, Any]
+    retry: RetryPolicy | None
+    #: Explicit keys, masked (empty strings: from the environment); unwrapped
+    #: only in the call expression, so no frame of the listing holds them bare.
+    keys: Credentials
     qps: float | None
     page_size: int
+
+    def call_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {} if self.retry is None else {"retry": self.retry}
+        if self.keys.access_key():
+            kwargs["ak"] = self.keys.access_key()
+        if self.keys.secret_key():
+            kwargs["sk"] = self.keys.secret_key()
+        return kwargs
 
     def wanted(self, task: ListedTask) -> bool:
         if self.states is not None and task.state not in self.states:
@@ -161,7 +173,7 @@ def _pages(query: _Query) -> Iterator[ListedTask]:
     while (body := walk.next_body()) is not None:
         if limiter is not None:
             limiter.acquire(clock)
-        reply = evalctl.call_action(_api.V2_ROUTE, _api.V2_LIST_ACTION, body, **query.call_kwargs)
+        reply = evalctl.call_action(_api.V2_ROUTE, _api.V2_LIST_ACTION, body, **query.call_kwargs())
         yield from walk.take(reply.body)
 
 
@@ -175,7 +187,7 @@ async def _apages(query: _Query) -> AsyncIterator[ListedTask]:
         if limiter is not None:
             await limiter.aacquire(clock)
         reply = await evalctl.acall_action(
-            _api.V2_ROUTE, _api.V2_LIST_ACTION, body, **query.call_kwargs
+            _api.V2_ROUTE, _api.V2_LIST_ACTION, body, **query.call_kwargs()
         )
         for task in walk.take(reply.body):
             yield task
@@ -317,24 +329,18 @@ def _query(
     types = ("auto", "manual") if eval_type == "all" else (str(eval_type),)
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-    for label, key in (("ak", ak), ("sk", sk)):
-        if key is not None and not isinstance(key, str):
-            # The value is a credential: its type only.
-            raise ConfigurationError(f"{label} must be a string, got {type(key).__name__}")
-    call_kwargs: dict[str, Any] = {}
-    if retry is not None:
-        call_kwargs["retry"] = retry
-    if ak is not None:
-        call_kwargs["ak"] = ak
-    if sk is not None:
-        call_kwargs["sk"] = sk
+    # Messages name the argument, never the value.
+    keys = Credentials(
+        "" if ak is None else check_key(ak, "ak"), "" if sk is None else check_key(sk, "sk")
+    )
     return _Query(
         eval_types=types,
         key_filter=_text_filter("key_filter", key_filter),
         name=_text_filter("name", name),
         states=check_states(states),
         limit=_count("limit", limit, None),
-        call_kwargs=call_kwargs,
+        retry=retry,
+        keys=keys,
         qps=check_qps(qps),
         page_size=_count("page_size", page_size, MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE,
     )

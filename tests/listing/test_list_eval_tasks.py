@@ -226,7 +226,8 @@ def test_explicit_keys_are_used_without_the_environment() -> None:
         ({"page_size": 0}, "page_size must be from 1 to 100"),
         ({"qps": 0}, "qps must be a finite number > 0"),
         ({"retry": {"max_attempts": 2}}, "retry must be a RetryPolicy"),
-        ({"sk": 123}, "sk must be a string, got int"),
+        ({"sk": 123}, "sk must be a string"),
+        ({"ak": "key\n"}, "ak has leading or trailing whitespace"),
     ],
 )
 def test_bad_arguments_fail_at_the_call_and_send_nothing(
@@ -332,3 +333,20 @@ def test_retries_exhausted_surface_as_the_public_error(emulator: Emulator) -> No
         list(evalctl.list_eval_tasks(retry=evalctl.RetryPolicy(max_attempts=3)))
 
     assert len(list_requests(emulator)) == 3
+
+
+def test_a_paused_listing_holds_no_bare_key() -> None:
+    """The generator's frame (what a debugger or a crash reporter shows) masks explicit keys."""
+    with Emulator(ak="list-ak-frame1", sk="list-sk-frame2") as emulator, pointed_at(emulator):
+        emulator.add_task()
+        emulator.add_task()
+        tasks = evalctl.list_eval_tasks(ak="list-ak-frame1", sk="list-sk-frame2", page_size=1)
+        next(tasks)
+
+        frame = tasks.gi_frame  # type: ignore[attr-defined]
+        shown = repr(frame.f_locals) + repr(vars(frame.f_locals["query"]))
+        tasks.close()
+
+    assert "list-sk-frame2" not in shown
+    assert "list-ak-frame1" not in shown
+    assert "Credentials(ak=***, sk=***)" in shown
