@@ -441,3 +441,40 @@ def test_nothing_to_stop_asks_nothing(server: Emulator, env: dict[str, str]) -> 
     assert "anything else aborts" not in ran.stdout
     assert "nothing to stop" in ran.stdout
     assert only_list_requests(server)
+
+
+def test_a_listing_that_fails_midway_stops_nothing_even_with_yes(
+    server: Emulator, env: dict[str, str]
+) -> None:
+    """The whole selection is listed before anything acts: a bad second page means no stop."""
+    ids = seed(server)
+    first_page = {
+        "requestId": "req-page-1",
+        "result": {
+            "evalTaskList": [
+                {
+                    "taskId": ids["run1"],
+                    "taskName": "nightly-1",
+                    "evalType": "auto",
+                    "state": "Running",
+                }
+            ],
+            "pageInfo": {
+                "marker": "",
+                "maxKeys": 100,
+                "isTruncated": True,
+                "nextMarker": ids["run2"],
+            },
+        },
+    }
+    route = f"{_api.V2_ROUTE}?Action={_api.V2_LIST_ACTION}"
+    server.serve_raw(json.dumps(first_page).encode(), route=route)
+    server.inject("missing_fields", route=route)
+
+    ran = run(["cancel", "--select", "--yes"], env)
+
+    assert ran.code == 1
+    assert "DescribeEvalTasks (auto) page 2 has no evalTaskList" in ran.stderr
+    assert ran.stdout == ""
+    assert server.stop_requests() == []
+    assert only_list_requests(server)
