@@ -327,7 +327,15 @@ def cancel(
             " --limit) instead of ids: prints the plan and stops nothing without --yes.",
         ),
     ] = False,
-    eval_type: TypeFilter = ListType.auto,
+    eval_type: Annotated[
+        ListType | None,
+        typer.Option(
+            "--type",
+            help="With --select: evaluation type to list: auto, manual, or all (both)"
+            " [default: auto].",
+            show_default=False,
+        ),
+    ] = None,
     key_filter: KeyFilter = None,
     name: NameGlob = None,
     state: StateFilter = None,
@@ -337,7 +345,7 @@ def cancel(
         typer.Option("--yes", help="With --select: act on the plan (no confirmation asked)."),
     ] = False,
     max_tasks: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--max",
             min=1,
@@ -346,7 +354,7 @@ def cancel(
             f" the filters [default: {DEFAULT_SELECT_MAX}].",
             show_default=False,
         ),
-    ] = DEFAULT_SELECT_MAX,
+    ] = None,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -366,20 +374,20 @@ def cancel(
         from_file=from_file is not None,
         strict=strict,
         filters={
-            "--type": eval_type is not ListType.auto,
+            "--type": eval_type is not None,
             "--filter": key_filter is not None,
             "--name": name is not None,
             "--state": state is not None,
             "--limit": limit is not None,
             "--yes": yes,
-            "--max": max_tasks != DEFAULT_SELECT_MAX,
+            "--max": max_tasks is not None,
         },
     )
     if select:
         _cancel_selected(
-            _Selection.of(eval_type, key_filter, name, state, limit),
+            _Selection.of(eval_type or ListType.auto, key_filter, name, state, limit),
             yes=yes,
-            max_tasks=max_tasks,
+            max_tasks=DEFAULT_SELECT_MAX if max_tasks is None else max_tasks,
             dry_run=dry_run,
             wait=wait,
             timeout=timeout,

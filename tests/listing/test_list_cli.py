@@ -68,6 +68,7 @@ BAD_INPUT = [
     (["list", "--limit", "0"], "Invalid value for '--limit'"),
     (["cancel", "--select", "ame-abc"], "--select chooses tasks by filters"),
     (["cancel", "--name", "nightly-*"], "--name needs --select"),
+    (["cancel", "--type", "auto", "ame-abc"], "--type needs --select"),
     (["cancel", "--select", "--state", "Running,Nope"], "--state: unknown state 'Nope'"),
 ]
 
