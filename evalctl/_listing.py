@@ -282,24 +282,38 @@ def _read_page(payload: object, where: str) -> tuple[list[ListedTask], bool, str
     return tasks, truncated, next_marker or None
 
 
+_ITEM_FIELDS: Final = ("taskId", "taskName", "evalType", "state")
+
+
 def _read_item(item: object, where: str, index: int, request_id: str | None) -> ListedTask:
     if not isinstance(item, dict):
         raise InvalidResponseError(f"{where}: item {index} is not an object", request_id)
-    fields = {}
-    for key in ("taskId", "taskName", "evalType", "state"):
-        value = item.get(key)
-        if not isinstance(value, str) or (key != "taskName" and not value):
-            raise InvalidResponseError(f"{where}: item {index} has no {key} string", request_id)
-        fields[key] = value
-    eval_type = fields["evalType"]
+    task_id, name, eval_type, state = (item.get(key) for key in _ITEM_FIELDS)
+    if not (
+        isinstance(task_id, str)
+        and task_id
+        and isinstance(name, str)
+        and isinstance(eval_type, str)
+        and eval_type
+        and isinstance(state, str)
+        and state
+    ):
+        missing = next(
+            key
+            for key in _ITEM_FIELDS
+            if not isinstance(item.get(key), str) or (key != "taskName" and not item.get(key))
+        )
+        raise InvalidResponseError(f"{where}: item {index} has no {missing} string", request_id)
     mode = item.get("evalMode")
     # A summary that names manual anywhere is listed as manual: the plan then
     # skips it. (Safety does not rest on this: every stop is pre-checked.)
-    if isinstance(mode, str) and any(
-        token.strip().casefold() == _api.MODE_MANUAL for token in mode.split(",")
+    if (
+        isinstance(mode, str)
+        and _api.MODE_MANUAL in mode.casefold()
+        and any(token.strip().casefold() == _api.MODE_MANUAL for token in mode.split(","))
     ):
         eval_type = _api.V2_EVAL_TYPE_MANUAL
-    return ListedTask(fields["taskId"], fields["taskName"], eval_type, fields["state"])
+    return ListedTask(task_id, name, eval_type, state)
 
 
 def _request_id(payload: object) -> str | None:

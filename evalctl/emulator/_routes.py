@@ -207,15 +207,17 @@ class Routes:
         if not isinstance(reverse, bool):
             return _replies.invalid_param("v2", self._ids, "pageReverse must be a boolean")
 
+        items: dict[str, dict[str, Any]] = {}  # built once per scanned task
+
         def matches(task: Task) -> bool:
-            item = self._v2_list_item(task)
+            item = items[task.task_id] = self._v2_list_item(task)
             return item.get("evalType") == eval_type and _key_matches(task, item, key_filter)
 
         page = self._store.page(matches, marker=marker or None, max_keys=max_keys, reverse=reverse)
         if page is None:
             return _replies.invalid_param("v2", self._ids, f"unknown marker {marker!r}")
         result = {
-            "evalTaskList": [self._v2_list_item(task) for task in page.tasks],
+            "evalTaskList": [items[task.task_id] for task in page.tasks],
             "pageInfo": {
                 "marker": marker or "",
                 "maxKeys": max_keys,
