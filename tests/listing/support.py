@@ -120,11 +120,13 @@ def requests_of(server: Emulator) -> list[tuple[str, str, str | None]]:
 
 
 def only_list_requests(server: Emulator) -> bool:
+    """Whether every request the server saw was a DescribeEvalTasks page."""
     return all((record.route, record.action) == LIST for record in server.requests)
 
 
 def seed(server: Emulator) -> dict[str, str]:
-    """A fleet: three running automatic tasks, a stopped and a finished one, two manual ones."""
+    """A fleet of nightly tasks (three running automatic ones, a stopped, a finished and a
+    manual one), and a running automatic weekly task."""
     return {
         "run1": server.add_task("ame-run1", "rule", "Doing", name="nightly-2026-11-01"),
         "run2": server.add_task("ame-run2", "rule,model", "Doing", name="nightly-2026-11-02"),
