@@ -125,8 +125,7 @@ def only_list_requests(server: Emulator) -> bool:
 
 
 def seed(server: Emulator) -> dict[str, str]:
-    """A fleet of nightly tasks (three running automatic ones, a stopped, a finished and a
-    manual one), and a running automatic weekly task."""
+    """Nightly tasks (3 running automatic, 1 stopped, 1 finished, 1 manual) and a weekly one."""
     return {
         "run1": server.add_task("ame-run1", "rule", "Doing", name="nightly-2026-11-01"),
         "run2": server.add_task("ame-run2", "rule,model", "Doing", name="nightly-2026-11-02"),
