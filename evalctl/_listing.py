@@ -18,13 +18,13 @@ be stopped still goes through `cancel_eval_task`'s own detail pre-check.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from evalctl import _api
 from evalctl._config import RetryPolicy, get_clock
-from evalctl._credentials import Credentials, check_key
+from evalctl._credentials import check_key
 from evalctl._errors import ConfigurationError, InvalidResponseError
 from evalctl._limits import AdaptiveRateLimiter, check_qps
 
@@ -134,6 +134,20 @@ def alist_eval_tasks(
     return _apages(query)
 
 
+class _Keys:
+    """The explicit `ak`/`sk` of a listing (None: from the environment), never shown."""
+
+    __slots__ = ("reveal",)
+
+    def __init__(self, ak: str | None, sk: str | None) -> None:
+        self.reveal: Callable[[], tuple[str | None, str | None]] = lambda: (ak, sk)
+
+    def __repr__(self) -> str:
+        return "_Keys(***)"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True)
 class _Query:
     """The checked arguments of one listing."""
@@ -144,18 +158,19 @@ class _Query:
     states: frozenset[str] | None
     limit: int | None
     retry: RetryPolicy | None
-    #: Explicit keys, masked (empty strings: from the environment); unwrapped
-    #: only in the call expression, so no frame of the listing holds them bare.
-    keys: Credentials
+    #: Explicit keys, masked; unwrapped only in the call expression, so no
+    #: frame of the listing holds them bare.
+    keys: _Keys
     qps: float | None
     page_size: int
 
     def call_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {} if self.retry is None else {"retry": self.retry}
-        if self.keys.access_key():
-            kwargs["ak"] = self.keys.access_key()
-        if self.keys.secret_key():
-            kwargs["sk"] = self.keys.secret_key()
+        ak, sk = self.keys.reveal()
+        if ak is not None:
+            kwargs["ak"] = ak
+        if sk is not None:
+            kwargs["sk"] = sk
         return kwargs
 
     def wanted(self, task: ListedTask) -> bool:
@@ -344,8 +359,8 @@ def _query(
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
     # Messages name the argument, never the value.
-    keys = Credentials(
-        "" if ak is None else check_key(ak, "ak"), "" if sk is None else check_key(sk, "sk")
+    keys = _Keys(
+        None if ak is None else check_key(ak, "ak"), None if sk is None else check_key(sk, "sk")
     )
     return _Query(
         eval_types=types,

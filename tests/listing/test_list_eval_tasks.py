@@ -227,7 +227,7 @@ def test_explicit_keys_are_used_without_the_environment() -> None:
         ({"qps": 0}, "qps must be a finite number > 0"),
         ({"retry": {"max_attempts": 2}}, "retry must be a RetryPolicy"),
         ({"sk": 123}, "sk must be a string"),
-        ({"ak": "key\n"}, "ak has leading or trailing whitespace"),
+        ({"ak": "key\n"}, "ak contains a line break"),
     ],
 )
 def test_bad_arguments_fail_at_the_call_and_send_nothing(
@@ -349,4 +349,4 @@ def test_a_paused_listing_holds_no_bare_key() -> None:
 
     assert "list-sk-frame2" not in shown
     assert "list-ak-frame1" not in shown
-    assert "Credentials(ak=***, sk=***)" in shown
+    assert "_Keys(***)" in shown
