@@ -26,6 +26,7 @@ SCRIPTS: Final = (
     "bench_overhead.py",
     "bench_cancel.py",
     "bench_batch.py",
+    "bench_list.py",
     "bench_startup.py",
     "bench_memory.py",
     "bench_redact.py",

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         cancel_eval_task,
         describe_eval_task,
     )
+    from evalctl._listing import ListedTask, alist_eval_tasks, list_eval_tasks
     from evalctl._model import CancelResult, EvalTask
     from evalctl._sdkguard import guard, unguard
 
@@ -102,6 +103,7 @@ _EXPORTS: Final = {
     "EvalTask": "evalctl._model",
     "guard": "evalctl._sdkguard",
     "unguard": "evalctl._sdkguard",
+    **dict.fromkeys(("ListedTask", "alist_eval_tasks", "list_eval_tasks"), "evalctl._listing"),
 }
 
 
@@ -147,6 +149,7 @@ __all__ = [
     "HTTPStatusError",
     "InvalidResponseError",
     "InvalidTaskIdError",
+    "ListedTask",
     "ManualEvaluationError",
     "MissingCredentialsError",
     "PrecheckError",
@@ -163,10 +166,12 @@ __all__ = [
     "acall_action",
     "acancel_eval_task",
     "adescribe_eval_task",
+    "alist_eval_tasks",
     "call_action",
     "cancel_eval_task",
     "cancel_eval_tasks",
     "describe_eval_task",
     "guard",
+    "list_eval_tasks",
     "unguard",
 ]

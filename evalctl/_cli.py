@@ -51,6 +51,14 @@ class Api(enum.StrEnum):
     v2 = "v2"
 
 
+class ListType(enum.StrEnum):
+    """Which evaluation type a listing covers."""
+
+    auto = "auto"
+    manual = "manual"
+    all = "all"
+
+
 @dataclass
 class _Globals:
     """What the root options said (they may also be given after the command)."""
@@ -102,6 +110,73 @@ Json = Annotated[
 ApiOption = Annotated[
     Api, typer.Option("--api", help="Console API generation: v1 routes or v2 /v2/eval actions.")
 ]
+
+
+# The filters `list` and `cancel --select` share.
+TypeFilter = Annotated[
+    ListType,
+    typer.Option("--type", help="Evaluation type to list: auto, manual, or all (both)."),
+]
+KeyFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--filter",
+        metavar="TEXT",
+        help="Server-side filter: part of the task name or id, or a model version id.",
+    ),
+]
+NameGlob = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        metavar="GLOB",
+        help="Keep tasks whose whole name matches this shell glob (case-sensitive),"
+        " e.g. 'nightly-2026-11-*'.",
+    ),
+]
+StateFilter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--state",
+        metavar="STATE,...",
+        help="Keep tasks in these states (v2 names: Queued, Running, Stopping, Stopped,"
+        " Successed, Failed, ...); comma-separated or repeated.",
+        show_default=False,
+    ),
+]
+LimitOption = Annotated[
+    int | None,
+    typer.Option("--limit", min=1, metavar="N", help="At most N tasks.", show_default=False),
+]
+#: `cancel --select` refuses a larger selection unless --max says otherwise.
+DEFAULT_SELECT_MAX: Final = 100
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """The list filters of `list` and `cancel --select`, as given."""
+
+    eval_type: str
+    key_filter: str | None
+    name: str | None
+    states: tuple[str, ...] | None
+    limit: int | None
+
+    @classmethod
+    def of(
+        cls,
+        eval_type: ListType,
+        key_filter: str | None,
+        name: str | None,
+        states: list[str] | None,
+        limit: int | None,
+    ) -> _Selection:
+        split = None
+        if states is not None:
+            split = tuple(part.strip() for value in states for part in value.split(","))
+            if any(not part for part in split):
+                raise CliError("--state: empty state name (use e.g. --state Running,Queued)")
+        return cls(eval_type.value, key_filter, name, split, limit)
 
 
 def _version_callback(value: bool) -> None:
@@ -245,6 +320,42 @@ def cancel(
         ),
     ] = None,
     api: ApiOption = Api.v1,
+    select: Annotated[
+        bool,
+        typer.Option(
+            "--select",
+            help="Choose the tasks by the list filters (--type, --filter, --name, --state,"
+            " --limit) instead of ids: prints the plan and stops nothing without --yes.",
+        ),
+    ] = False,
+    eval_type: Annotated[
+        ListType | None,
+        typer.Option(
+            "--type",
+            help="With --select: evaluation type to list: auto, manual, or all (both)"
+            " [default: auto].",
+            show_default=False,
+        ),
+    ] = None,
+    key_filter: KeyFilter = None,
+    name: NameGlob = None,
+    state: StateFilter = None,
+    limit: LimitOption = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="With --select: act on the plan (no confirmation asked)."),
+    ] = False,
+    max_tasks: Annotated[
+        int | None,
+        typer.Option(
+            "--max",
+            min=1,
+            metavar="N",
+            help="With --select: refuse (exit 2, nothing sent) when more than N tasks match"
+            f" the filters [default: {DEFAULT_SELECT_MAX}].",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -252,7 +363,45 @@ def cancel(
 
     Each task is pre-checked (its detail is read) before anything is sent to the
     stop route. One line per task on stdout as it finishes; a summary on stderr.
+
+    With --select, the tasks are chosen by the list filters: the plan (what
+    would be stopped, what is skipped and why) is printed and nothing is
+    stopped unless --yes is given, or the number of tasks is typed at the
+    prompt on a terminal. Every selected task is still pre-checked on its own.
     """
+    _check_select_options(
+        select,
+        ids=bool(ids),
+        from_file=from_file is not None,
+        strict=strict,
+        filters={
+            "--type": eval_type is not None,
+            "--filter": key_filter is not None,
+            "--name": name is not None,
+            "--state": state is not None,
+            "--limit": limit is not None,
+            "--yes": yes,
+            "--max": max_tasks is not None,
+        },
+    )
+    if select:
+        _cancel_selected(
+            _Selection.of(eval_type or ListType.auto, key_filter, name, state, limit),
+            yes=yes,
+            max_tasks=DEFAULT_SELECT_MAX if max_tasks is None else max_tasks,
+            dry_run=dry_run,
+            wait=wait,
+            timeout=timeout,
+            json_output=json_output,
+            concurrency=concurrency,
+            qps=qps,
+            journal=journal,
+            resume=resume,
+            max_attempts=max_attempts,
+            api=api.value,
+            verbose=verbose,
+            quiet=quiet,
+        )
     if not ids and from_file is None:
         raise CliError("no task ids: give ID... or --from-file PATH")
     if resume and journal is None:
@@ -324,6 +473,212 @@ def status(
             continue
         output.status(status.task, status.verdict, status.allowed, status.reason)
     raise typer.Exit(exit_code)
+
+
+@app.command("list")
+def list_tasks(
+    eval_type: TypeFilter = ListType.auto,
+    key_filter: KeyFilter = None,
+    name: NameGlob = None,
+    state: StateFilter = None,
+    limit: LimitOption = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per task per line on stdout.")
+    ] = False,
+    qps: Annotated[
+        float | None,
+        typer.Option(
+            "--qps",
+            callback=_positive,
+            metavar="Q",
+            help="Pages per second at most [default: unlimited].",
+            show_default=False,
+        ),
+    ] = None,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option(
+            "--max-attempts",
+            min=1,
+            metavar="N",
+            help="Attempts per page, the first included [default: EVALCTL_MAX_ATTEMPTS or 5].",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """List evaluation tasks (v2 DescribeEvalTasks, page by page). Sends no stop.
+
+    --filter is matched by the server; --name and --state are applied here.
+    A table on a terminal, one tab-separated line per task (id, type, state,
+    name) otherwise, one JSON object per task with --json.
+    """
+    selection = _Selection.of(eval_type, key_filter, name, state, limit)
+    _start(verbose, quiet, json_output)
+    tasks, _ = _list_selection(selection, max_attempts, qps)
+
+    from evalctl import _cli_listing
+
+    printer = _cli_listing.Printer()
+    if json_output:
+        count = _cli_listing.print_json_lines(tasks, printer)
+    elif _is_terminal(sys.stdout):
+        count = _cli_listing.print_table(tasks, printer)
+    else:
+        count = _cli_listing.print_plain_lines(tasks, printer)
+    if count == 0 and not json_output and not _globals.quiet:
+        _cli_listing.hint("no tasks match")
+    raise typer.Exit(0)
+
+
+def _list_selection(
+    selection: _Selection, max_attempts: int | None, qps: float | None
+) -> tuple[Any, RetryPolicy]:
+    """The lazy listing for `selection`, and the retry policy; nothing is sent yet.
+
+    Every argument is checked first, then the credentials and the endpoint.
+
+    Raises:
+        CliError: a bad filter (exit 2).
+    """
+    policy = _prepare_library(max_attempts, check=False)
+    from evalctl._errors import ConfigurationError
+    from evalctl._listing import list_eval_tasks
+
+    try:
+        tasks = list_eval_tasks(
+            eval_type=selection.eval_type,  # type: ignore[arg-type]  # a ListType value
+            key_filter=selection.key_filter,
+            name=selection.name,
+            states=selection.states,
+            limit=selection.limit,
+            retry=policy,
+            qps=qps,
+        )
+    except ConfigurationError as exc:
+        raise CliError(_option_message(str(exc))) from None
+    _prepare_library(max_attempts)  # credentials and endpoint, before the first page
+    return tasks, policy
+
+
+def _option_message(message: str) -> str:
+    """A library argument error in the words of the command line's options."""
+    for argument, option in (
+        ("eval_type", "--type"),
+        ("key_filter", "--filter"),
+        ("name", "--name"),
+        ("states", "--state"),
+        ("limit", "--limit"),
+    ):
+        if message.startswith(argument + " "):
+            return option + message[len(argument) :]
+    if message.startswith("unknown state"):
+        return "--state: " + message
+    return message
+
+
+def _check_select_options(
+    select: bool, *, ids: bool, from_file: bool, strict: bool, filters: dict[str, bool]
+) -> None:
+    """`--select` takes filters, not ids; the filters mean nothing without it."""
+    if select:
+        if ids or from_file:
+            raise CliError("--select chooses tasks by filters: give no ID... and no --from-file")
+        if strict:
+            raise CliError("--strict is about ids; --select reads none")
+        return
+    given = [option for option, present in filters.items() if present]
+    if given:
+        raise CliError(f"{given[0]} needs --select")
+
+
+def _cancel_selected(
+    selection: _Selection,
+    *,
+    yes: bool,
+    max_tasks: int,
+    dry_run: bool,
+    wait: bool,
+    timeout: float | None,
+    json_output: bool,
+    concurrency: int | None,
+    qps: float | None,
+    journal: str | None,
+    resume: bool,
+    max_attempts: int | None,
+    api: str,
+    verbose: int,
+    quiet: bool,
+) -> NoReturn:
+    """`cancel --select`: list, plan, then (with --yes or a typed confirmation) act.
+
+    Tasks the list shows as stopped or finished are reported from the list;
+    the ones to stop go through the batch, each with its own detail pre-check.
+    """
+    if resume and journal is None:
+        raise CliError("--resume needs --journal PATH")
+    output = _start(verbose, quiet, json_output)
+    tasks, policy = _list_selection(selection, max_attempts, qps)
+
+    from itertools import islice
+
+    from evalctl import _cli_listing
+    from evalctl._listing import plan_selection
+
+    def say(message: str) -> None:
+        if not _globals.quiet:
+            _cli_listing.hint(message)
+
+    selected = list(islice(tasks, max_tasks + 1))
+    if len(selected) > max_tasks:
+        raise CliError(
+            f"the selection has more than {max_tasks} tasks (--max {max_tasks}): narrow the"
+            " filters or raise --max; nothing was stopped"
+        )
+    plan = plan_selection(selected)
+    printer = _cli_listing.Printer()
+    count = len(plan.to_stop)
+    if not yes:
+        _cli_listing.print_plan(plan, printer, json_mode=json_output)
+        if count == 0:
+            say("nothing to stop; nothing was sent")
+            raise typer.Exit(0)
+        if not _is_terminal(sys.stdin):
+            say(
+                f"this is the plan only: nothing was stopped. To stop these {count}"
+                " task(s), run the same command with --yes"
+            )
+            raise typer.Exit(0)
+        if not _cli_listing.confirm(count, sys.stdin, sys.stderr):
+            raise CliError("not confirmed: nothing was stopped")
+    _cli_listing.print_skipped(plan.skipped, printer, json_mode=json_output)
+    if count == 0:
+        say(f"plan: {_cli_listing.plan_headline(plan)}; nothing to stop")
+        raise typer.Exit(0)
+    show_progress = not json_output and not _globals.quiet and _is_terminal(sys.stderr)
+    try:
+        result = _cancel_batch(
+            iter([task.task_id for task in plan.to_stop]),
+            output,
+            dry_run=dry_run,
+            wait=wait,
+            timeout=timeout,
+            policy=policy,
+            api=api,
+            concurrency=concurrency,
+            qps=qps,
+            journal=journal,
+            resume=resume,
+            progress=show_progress,
+        )
+    except OSError as exc:  # the batch stopped: the journal could not be written
+        if journal is None:
+            raise
+        raise CliError(f"cannot write --journal {journal!r}: {exc}", EXIT_ERROR) from None
+    say(f"plan: {_cli_listing.plan_headline(plan)}")
+    output.summary(result)
+    raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else result.exit_code)
 
 
 @app.command()

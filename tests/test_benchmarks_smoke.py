@@ -63,6 +63,10 @@ SCRIPTS: Final[dict[str, tuple[list[str], list[str]]]] = {
         ["--n", "60"],
         ["redact 60 planted values", "redact 60 planted values, escaped spellings"],
     ),
+    "bench_list.py": (
+        ["--n", "250"],
+        ["list_eval_tasks paging", "alist_eval_tasks paging"],
+    ),
 }
 
 #: Scripts whose figure names belong to another part of the project: script →

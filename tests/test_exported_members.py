@@ -28,6 +28,8 @@ CONTRACT_NAMES = {
     # Round 2 additions.
     "guard",
     "unguard",
+    "list_eval_tasks",
+    "alist_eval_tasks",
 }
 
 

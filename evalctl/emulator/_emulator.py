@@ -184,6 +184,7 @@ class Emulator:
         description: str = "",
         detail_overrides: Mapping[str, Any] | None = None,
         describe_overrides: Mapping[str, Any] | None = None,
+        list_overrides: Mapping[str, Any] | None = None,
     ) -> str:
         """Seed one task and return its id.
 
@@ -197,6 +198,9 @@ class Emulator:
             detail_overrides: replaces keys of the v1 detail ``result``; a
                 None value removes the key. For hostile-response tests.
             describe_overrides: the same for the v2 DescribeEvalTask ``result``.
+            list_overrides: the same for the task's item in DescribeEvalTasks'
+                ``evalTaskList`` (e.g. ``{"evalType": "auto"}`` on a manual task:
+                a list that mislabels it; the route filters on what it shows).
 
         Raises:
             ValueError: the id is empty or taken.
@@ -209,6 +213,7 @@ class Emulator:
             description=description,
             detail_overrides=detail_overrides,
             describe_overrides=describe_overrides,
+            list_overrides=list_overrides,
         )
         return task.task_id
 

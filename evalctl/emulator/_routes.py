@@ -22,7 +22,6 @@ from evalctl.emulator._state import (
     TaskStore,
     has_mode,
     includes_manual,
-    to_v1_state,
     to_v2_state,
 )
 
@@ -180,37 +179,56 @@ class Routes:
         return _replies.ok("v1", self._ids, result)
 
     def _list(self, body: Mapping[str, Any]) -> Reply:
-        page_size = body.get("pageSize", DEFAULT_PAGE_SIZE)
+        """DescribeEvalTasks: one page of one evaluation type, in the documented shape.
+
+        ``marker`` is the id of the page's first task (the previous page's
+        ``nextMarker``); ``keyFilter`` matches a fragment of the name or of the
+        string id (case-insensitive) or exactly a model version id.
+        """
+        eval_type = body.get("evalType")
+        key_filter = body.get("keyFilter")
         marker = body.get("marker")
-        wanted = body.get("state")
+        max_keys = body.get("maxKeys", DEFAULT_PAGE_SIZE)
+        reverse = body.get("pageReverse", False)
+        if eval_type not in (_api.V2_EVAL_TYPE_AUTO, _api.V2_EVAL_TYPE_MANUAL):
+            return _replies.invalid_param("v2", self._ids, "evalType must be auto or manual")
         if (
-            isinstance(page_size, bool)
-            or not isinstance(page_size, int)
-            or not 1 <= page_size <= MAX_PAGE_SIZE
+            isinstance(max_keys, bool)
+            or not isinstance(max_keys, int)
+            or not 1 <= max_keys <= MAX_PAGE_SIZE
         ):
-            return _replies.invalid_param("v2", self._ids, f"pageSize must be 1..{MAX_PAGE_SIZE}")
+            return _replies.invalid_param(
+                "v2", self._ids, f"maxKeys must be an integer from 1 to {MAX_PAGE_SIZE}"
+            )
         if marker is not None and not isinstance(marker, str):
             return _replies.invalid_param("v2", self._ids, "marker must be a string")
-        if wanted is not None and not isinstance(wanted, str):
-            return _replies.invalid_param("v2", self._ids, "state must be a string")
-        tasks = self._store.all()
-        if wanted:
-            wanted_v2 = to_v2_state(to_v1_state(wanted))
-            tasks = [task for task in tasks if to_v2_state(task.state) == wanted_v2]
-        if marker:
-            ids = [task.task_id for task in tasks]
-            if marker not in ids:
-                return _replies.invalid_param("v2", self._ids, f"unknown marker {marker!r}")
-            tasks = tasks[ids.index(marker) :]
-        page, rest = tasks[:page_size], tasks[page_size:]
+        if key_filter is not None and not isinstance(key_filter, str):
+            return _replies.invalid_param("v2", self._ids, "keyFilter must be a string")
+        if not isinstance(reverse, bool):
+            return _replies.invalid_param("v2", self._ids, "pageReverse must be a boolean")
+
+        items: dict[str, dict[str, Any]] = {}  # built once per scanned task
+
+        def matches(task: Task) -> bool:
+            item = items[task.task_id] = self._v2_list_item(task)
+            return item.get("evalType") == eval_type and _key_matches(task, item, key_filter)
+
+        page = self._store.page(matches, marker=marker or None, max_keys=max_keys, reverse=reverse)
+        if page is None:
+            return _replies.invalid_param("v2", self._ids, f"unknown marker {marker!r}")
         result = {
-            "taskList": [self._v2_summary(task) for task in page],
-            "marker": marker or "",
-            "isTruncated": bool(rest),
-            "nextMarker": rest[0].task_id if rest else "",
-            "pageSize": page_size,
+            "evalTaskList": [items[task.task_id] for task in page.tasks],
+            "pageInfo": {
+                "marker": marker or "",
+                "maxKeys": max_keys,
+                "isTruncated": page.next_marker is not None,
+                "nextMarker": page.next_marker or "",
+            },
         }
         return _replies.ok("v2", self._ids, result)
+
+    def _v2_list_item(self, task: Task) -> dict[str, Any]:
+        return _overridden(self._v2_summary(task), task.list_overrides)
 
     def _eval_standard_conf(self, task: Task) -> dict[str, Any]:
         conf: dict[str, Any] = {
@@ -278,6 +296,23 @@ class Routes:
             "evalStandardConf": self._eval_standard_conf(task),
         }
         return _overridden(result, task.describe_overrides)
+
+
+def _model_version_ids(task: Task) -> tuple[str, str]:
+    """The model version ids of the task's one eval unit (the ones `_v1_detail` shows)."""
+    return f"amv-emulator{task.evaluation_id:04d}", str(20_000 + task.evaluation_id)
+
+
+def _key_matches(task: Task, item: Mapping[str, Any], key_filter: str | None) -> bool:
+    """The cloud's `keyFilter`: fuzzy on name or string id, exact on a model version id."""
+    if not key_filter:
+        return True
+    wanted = key_filter.casefold()
+    for field in ("taskName", "taskId"):
+        value = item.get(field)
+        if isinstance(value, str) and wanted in value.casefold():
+            return True
+    return key_filter in _model_version_ids(task)
 
 
 def _overridden(result: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:

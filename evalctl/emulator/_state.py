@@ -13,7 +13,7 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -119,6 +119,15 @@ class Task:
     stop_requests: int = 0
     detail_overrides: Mapping[str, Any] | None = None
     describe_overrides: Mapping[str, Any] | None = None
+    list_overrides: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a listing: copies of its tasks, and the first task of the next page."""
+
+    tasks: list[Task]
+    next_marker: str | None
 
 
 class TaskStore:
@@ -127,6 +136,10 @@ class TaskStore:
     def __init__(self, *, stop_delay_s: float) -> None:
         self._lock = threading.Lock()
         self._tasks: dict[str, Task] = {}
+        # Creation order and each id's place in it, so a page starts at its
+        # marker without a scan (a listing of 10,000 tasks pages 100 times).
+        self._order: list[str] = []
+        self._position: dict[str, int] = {}
         self._next_evaluation_id = 1
         self._stop_delay_s = 0.0
         self.set_stop_delay(stop_delay_s)
@@ -148,6 +161,7 @@ class TaskStore:
         description: str = "",
         detail_overrides: Mapping[str, Any] | None = None,
         describe_overrides: Mapping[str, Any] | None = None,
+        list_overrides: Mapping[str, Any] | None = None,
     ) -> Task:
         """Create a task and return a copy of it.
 
@@ -172,9 +186,12 @@ class TaskStore:
                 description=description,
                 detail_overrides=dict(detail_overrides) if detail_overrides else None,
                 describe_overrides=dict(describe_overrides) if describe_overrides else None,
+                list_overrides=dict(list_overrides) if list_overrides else None,
             )
             self._next_evaluation_id += 1
             self._tasks[task_id] = task
+            self._position[task_id] = len(self._order)
+            self._order.append(task_id)
             return dataclasses.replace(task)
 
     def get(self, ref: object) -> Task | None:
@@ -187,6 +204,42 @@ class TaskStore:
         """Copies of every task, oldest first."""
         with self._lock:
             return [self._settled_copy(task) for task in self._tasks.values()]
+
+    def page(
+        self,
+        matches: Callable[[Task], bool],
+        *,
+        marker: str | None,
+        max_keys: int,
+        reverse: bool = False,
+    ) -> ListPage | None:
+        """Up to `max_keys` matching tasks from `marker` on (creation order, or its reverse).
+
+        The marker is the id of the first task of the page (``nextMarker`` of
+        the previous one), so a page is inclusive of it. None: unknown marker.
+        """
+        with self._lock:
+            count = len(self._order)
+            if marker is None:
+                start = count - 1 if reverse else 0
+            elif marker in self._position:
+                start = self._position[marker]
+            else:
+                return None
+            step = -1 if reverse else 1
+            found: list[Task] = []
+            index = start
+            now = time.monotonic()
+            while 0 <= index < count:
+                task = self._tasks[self._order[index]]
+                self._settle(task, now)
+                # `matches` sees the stored task (under the lock; it only reads).
+                if matches(task):
+                    if len(found) == max_keys:
+                        return ListPage(found, task.task_id)
+                    found.append(dataclasses.replace(task))
+                index += step
+            return ListPage(found, None)
 
     def set_state(self, task_id: str, state: str) -> None:
         """Force a state (v1 or v2 name). A forced `Stopping` stays `Stopping`.
@@ -230,6 +283,8 @@ class TaskStore:
         """Forget every task; integer ids start again at 1."""
         with self._lock:
             self._tasks.clear()
+            self._order.clear()
+            self._position.clear()
             self._next_evaluation_id = 1
 
     def _find(self, ref: object) -> Task | None:

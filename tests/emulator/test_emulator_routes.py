@@ -225,50 +225,6 @@ def test_v2_unknown_or_missing_action_is_http_400(qianfan_emulator: Emulator, ac
     assert caught.value.status_code == 400
 
 
-def test_v2_list_pages_with_markers(qianfan_emulator: Emulator) -> None:
-    """DescribeEvalTasks pages through every task in creation order."""
-    created = [qianfan_emulator.add_task(f"ame-task{n}") for n in range(5)]
-
-    seen: list[str] = []
-    marker = None
-    pages = 0
-    while True:
-        body: dict[str, Any] = {"pageSize": 2}
-        if marker:
-            body["marker"] = marker
-        result = v2("DescribeEvalTasks", body).body["result"]
-        seen.extend(item["taskId"] for item in result["taskList"])
-        pages += 1
-        if not result["isTruncated"]:
-            break
-        marker = result["nextMarker"]
-
-    assert (created, 3) == (seen, pages)
-
-
-def test_v2_list_filters_by_state_and_hides_secrets(qianfan_emulator: Emulator) -> None:
-    """A v1 or v2 state filter selects tasks; list items never carry app secrets."""
-    stopped = qianfan_emulator.add_task(eval_mode="model", state="Stopped")
-    qianfan_emulator.add_task(state="Doing")
-
-    by_v2_name = v2("DescribeEvalTasks", {"state": "Stopped"}).body["result"]
-    running = v2("DescribeEvalTasks", {"state": "Running"}).body["result"]
-
-    assert [stopped] == [item["taskId"] for item in by_v2_name["taskList"]]
-    assert [item["state"] for item in running["taskList"]] == ["Running"]
-    assert "SECRET" not in repr(by_v2_name)
-
-
-@pytest.mark.parametrize("body", [{"pageSize": 0}, {"pageSize": "2"}, {"marker": "ame-nope"}])
-def test_v2_list_rejects_bad_paging(qianfan_emulator: Emulator, body: dict[str, Any]) -> None:
-    """Bad paging parameters are HTTP 400 InvalidParameter."""
-    qianfan_emulator.add_task()
-    with pytest.raises(RequestError) as caught:
-        v2("DescribeEvalTasks", body)
-
-    assert caught.value.status_code == 400
-
-
 def test_v1_and_v2_see_the_same_task(qianfan_emulator: Emulator) -> None:
     """A stop through v1 is visible through v2 and the other way round."""
     first = qianfan_emulator.add_task()
