@@ -96,8 +96,8 @@ PROBE_SCALE: Final = 0.002
 #: ... up to this many times what was learned.
 MAX_PROBE: Final = 2.0
 #: Without qps and before any throttle: the starting rate, doubled every DOUBLING_S.
-SLOW_START_QPS: Final = 40.0
-DOUBLING_S: Final = 0.5
+SLOW_START_QPS: Final = 50.0
+DOUBLING_S: Final = 0.75
 #: ... and past this rate, no limit at all.
 SLOW_START_MAX_QPS: Final = 10_000.0
 #: Fewer answers accepted in the last second than this say little about the limit.
@@ -115,6 +115,11 @@ MAX_PAUSE_S: Final = 30.0
 #: Accepted, throttled and sent requests are counted over this window (the
 #: console's QPS limit counts a sliding second).
 WINDOW_S: Final = 1.0
+#: A request that wakes up this much later than its slot takes a new one
+#: (a stalled process must not send its backlog at once) ...
+LATE_S: Final = 0.05
+#: ... at most this many times.
+MAX_RESERVATIONS: Final = 3
 #: Send times kept for the window mirror (a limit above this is paced by the bucket only).
 MAX_SENDS: Final = 4096
 
@@ -245,7 +250,7 @@ class AdaptiveRateLimiter:
         now = clock.monotonic()
         self._limit = limit
         self._peak = limit if limit is not None else 0.0
-        self._last_decrease = now - COOLDOWN_S if limit is not None else -math.inf
+        self._last_decrease = now if limit is not None else -math.inf
         self._streak = 0
         self._tat = -math.inf
         self._first: float | None = None
@@ -275,24 +280,29 @@ class AdaptiveRateLimiter:
         """Block until a request may be sent.
 
         A slot reserved before a decrease is given up when the wait for it
-        ends: it was paced by a rate the server has just refused.
+        ends (it was paced by a rate the server has just refused), and so is
+        one woken up more than `LATE_S` after it (a stalled process must not
+        send a bunch at once): a new one is reserved, up to `MAX_RESERVATIONS`
+        times in all.
         """
-        while True:
-            wait, epoch = self._reserve(clock.monotonic())
+        for _ in range(MAX_RESERVATIONS):
+            now = clock.monotonic()
+            wait, epoch = self._reserve(now)
             if wait <= 0:
                 return
             clock.sleep(wait)
-            if not self._given_up(epoch):
+            if not self._given_up(epoch) and clock.monotonic() - (now + wait) <= LATE_S:
                 return
 
     async def aacquire(self, clock: Clock) -> None:
         """Wait until a request may be sent (as `acquire`)."""
-        while True:
-            wait, epoch = self._reserve(clock.monotonic())
+        for _ in range(MAX_RESERVATIONS):
+            now = clock.monotonic()
+            wait, epoch = self._reserve(now)
             if wait <= 0:
                 return
             await clock.asleep(wait)
-            if not self._given_up(epoch):
+            if not self._given_up(epoch) and clock.monotonic() - (now + wait) <= LATE_S:
                 return
 
     def feedback(self, throttled: bool, *, retry_after: float | None = None) -> None:
