@@ -101,7 +101,10 @@ def main() -> None:
         "bench_batch",
         f"cancel_eval_tasks of {args.n} tasks, --qps {CLIENT_QPS:g} --concurrency "
         f"{CONCURRENCY}, emulator in a child process with qps_limit {SERVER_QPS_LIMIT} and "
-        f"{LATENCY_S * 1000:g} ms latency; logging: {_common.LOGGING_MODES['production']}",
+        f"{LATENCY_S * 1000:g} ms latency; then no --qps and --qps {TOO_HIGH_QPS:g} against "
+        f"qps_limit {UNKNOWN_QPS_LIMIT}, and {PROCESSES} processes against qps_limit "
+        f"{SHARED_QPS_LIMIT} with and without a Redis-shared limit; "
+        f"logging: {_common.LOGGING_MODES['production']}",
     )
 
     from evalctl._batch import cancel_eval_tasks
@@ -139,11 +142,9 @@ def main() -> None:
 
         emulator.set_limit(SHARED_QPS_LIMIT)
         per_process = max(1, args.n // 2)
-        with redis_server() as url:
-            shared = (
-                processes(emulator, "shared", per_process, url) if url is not None else None
-            )
-        alone = processes(emulator, "alone", per_process, None)
+        with redis_server() as url, Processes(emulator) as group:
+            shared = group.run("shared", per_process, url) if url is not None else None
+            alone = group.run("alone", per_process, None)
 
     figure("batch no faults", args.n, plain, target=TARGET)
     figure("batch 10% transient faults", args.n, faulty, target=TARGET)
@@ -190,41 +191,59 @@ def main() -> None:
     )
 
 
-def processes(emulator: RemoteEmulator, prefix: str, per_process: int, url: str | None) -> Run:
-    """`PROCESSES` batches in their own processes, started together; wall from the start."""
-    ids = emulator.fresh(prefix, PROCESSES * per_process, None)
-    time.sleep(1.0)  # let the previous run's second slide out of the window
-    context = multiprocessing.get_context("spawn")
-    key = f"evalctl:bench:{prefix}:{os.getpid()}:{time.time_ns()}"
-    children = []
-    for index in range(PROCESSES):
-        conn, child_end = context.Pipe()
-        process = context.Process(
-            target=_batch_process,
-            args=(child_end, emulator.base_url, emulator.ak, emulator.sk, url, key),
-            daemon=True,
+class Processes:
+    """`PROCESSES` batch processes, started and imported once, each running the batches it is sent.
+
+    `run` hands each its ids, waits until all are ready, then tells them to
+    go at once; the wall time runs from the go to the last one's end.
+    """
+
+    def __init__(self, emulator: RemoteEmulator) -> None:
+        self._emulator = emulator
+        context = multiprocessing.get_context("spawn")
+        self._children = []
+        for _ in range(PROCESSES):
+            conn, child_end = context.Pipe()
+            process = context.Process(
+                target=_batch_process,
+                args=(child_end, emulator.base_url, emulator.ak, emulator.sk),
+                daemon=True,
+            )
+            self._children.append((process, conn))
+
+    def __enter__(self) -> Processes:
+        for process, _ in self._children:
+            process.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for process, conn in self._children:
+            conn.send(None)
+            process.join(10)
+
+    def run(self, prefix: str, per_process: int, url: str | None) -> Run:
+        """One batch of `per_process` tasks in each process; `url`: share the limit through it."""
+        ids = self._emulator.fresh(prefix, PROCESSES * per_process, None)
+        time.sleep(1.0)  # let the previous run's second slide out of the window
+        key = f"evalctl:bench:{prefix}:{os.getpid()}:{time.time_ns()}"
+        for index, (_, conn) in enumerate(self._children):
+            conn.send((ids[index::PROCESSES], url, key))
+        for _, conn in self._children:
+            conn.recv()  # ready
+        started = time.monotonic()
+        for _, conn in self._children:
+            conn.send("go")
+        results = [conn.recv() for _, conn in self._children]
+        return Run(
+            wall=max(finished for finished, _, _ in results) - started,
+            requests=sum(requests for _, requests, _ in results),
+            failed=sum(failed for _, _, failed in results),
+            throttled=self._emulator.throttled(),
         )
-        process.start()
-        conn.send(ids[index::PROCESSES])
-        children.append((process, conn))
-    for _, conn in children:
-        conn.recv()  # imported and ready
-    started = time.monotonic()
-    for _, conn in children:
-        conn.send(("go",))
-    results = [conn.recv() for _, conn in children]
-    for process, _ in children:
-        process.join(10)
-    return Run(
-        wall=max(finished for finished, _, _ in results) - started,
-        requests=sum(requests for _, requests, _ in results),
-        failed=sum(failed for _, _, failed in results),
-        throttled=emulator.throttled(),
-    )
 
 
-def _batch_process(conn: Any, base_url: str, ak: str, sk: str, url: str | None, key: str) -> None:
-    """One of the processes: waits for the go, runs its batch, reports (end, requests, failed)."""
+def _batch_process(conn: Any, base_url: str, ak: str, sk: str) -> None:
+    """One of the processes: per job, waits for the go, runs it, sends (end, requests, failed)."""
     os.environ.update(
         QIANFAN_CONSOLE_API_BASE_URL=base_url, QIANFAN_ACCESS_KEY=ak, QIANFAN_SECRET_KEY=sk
     )
@@ -233,13 +252,16 @@ def _batch_process(conn: Any, base_url: str, ak: str, sk: str, url: str | None, 
     from evalctl._config import set_clock
 
     set_clock(None)
-    ids = conn.recv()
-    conn.send(("ready",))
-    conn.recv()
-    shared: dict[str, Any] = {} if url is None else {"rate_limit_url": url, "rate_limit_key": key}
-    result = cancel_eval_tasks(ids, concurrency=CONCURRENCY, **shared)
-    failed = sum(count for label, count in result.counts.items() if label != "cancelled")
-    conn.send((time.monotonic(), result.requests, failed))
+    while (job := conn.recv()) is not None:
+        ids, url, key = job
+        shared: dict[str, Any] = {}
+        if url is not None:
+            shared = {"rate_limit_url": url, "rate_limit_key": key}
+        conn.send("ready")
+        conn.recv()
+        result = cancel_eval_tasks(ids, concurrency=CONCURRENCY, **shared)
+        failed = sum(count for label, count in result.counts.items() if label != "cancelled")
+        conn.send((time.monotonic(), result.requests, failed))
 
 
 @contextlib.contextmanager

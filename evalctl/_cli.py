@@ -233,8 +233,9 @@ def cancel(
             metavar="URL",
             envvar="EVALCTL_RATE_LIMIT_URL",
             show_envvar=False,
-            help="Share the rate with every evalctl using this Redis (redis://host:port/db)"
-            " [env: EVALCTL_RATE_LIMIT_URL].",
+            # Says "Redis", not the scheme: the CLI tests look for qianfan's "redis" notice.
+            help="Share the batch's rate through the Redis at this URL with every evalctl"
+            " using it [env: EVALCTL_RATE_LIMIT_URL].",
             show_default=False,
         ),
     ] = None,

@@ -31,11 +31,13 @@ its throttles (HTTP 429, error codes 4 and 18) and stays just under it:
   `DECREASE_FACTOR`): an overload lands at the server's limit, one stray
   throttle among fifty answers costs two percent. Throttles within
   `COOLDOWN_S` of a decrease are echoes of the old rate and are ignored.
-- After the cool-down the estimate probes upwards along a cubic curve,
-  slowly at first (`PROBE_SCALE`: +1 % after 1.7 s), up to `MAX_PROBE` times
-  what was learned — a limit that was raised is found again, and a probe
-  that crosses the limit costs one throttle. Never above the configured
-  `qps`; never below `MIN_RATE` (or the configured qps, if lower).
+- Then the estimate follows CUBIC's curve (botocore's adaptive mode uses
+  it too): back quickly towards the peak it had before the decrease, flat
+  around it, then above it slowly (`PROBE_SCALE`: +1 % after 1.7 s), and
+  from `MAX_PROBE` times the peak the curve starts again from there — a
+  limit that was raised is found again, and a probe that crosses the limit
+  costs one throttle. Never above the configured `qps`; never below
+  `MIN_RATE` (or the configured qps, if lower).
 - `Retry-After` (an HTTP 429 that carries one) concerns the request it
   answers: that request's retry waits for it (`_retry.backoff`), the batch
   does not. Only when `SATURATION_THROTTLES` such answers arrive within a
@@ -67,6 +69,7 @@ that is merely being told to slow down should not fail for it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import threading
 from dataclasses import dataclass
@@ -93,7 +96,8 @@ COOLDOWN_S: Final = 1.0
 #: CUBIC's scale, relative to the limit: t seconds from the peak, the
 #: estimate is PROBE_SCALE * t**3 of it away.
 PROBE_SCALE: Final = 0.002
-#: ... up to this many times what was learned.
+#: Once the estimate is this many times the peak, the curve starts again from
+#: there (an idle spell does not build up more than this).
 MAX_PROBE: Final = 2.0
 #: Without qps and before any throttle: the starting rate, doubled every DOUBLING_S.
 SLOW_START_QPS: Final = 50.0
@@ -262,6 +266,7 @@ class AdaptiveRateLimiter:
         self.throttles = 0
         self.decreases = 0
         self.pauses = 0
+        self.late = 0
 
     @property
     def rate(self) -> float | None:
@@ -287,22 +292,22 @@ class AdaptiveRateLimiter:
         """
         for _ in range(MAX_RESERVATIONS):
             now = clock.monotonic()
-            wait, epoch = self._reserve(now)
+            slot, wait, epoch = self._reserve(now)
             if wait <= 0:
                 return
             clock.sleep(wait)
-            if not self._given_up(epoch) and clock.monotonic() - (now + wait) <= LATE_S:
+            if not self._given_up(epoch, slot, late=clock.monotonic() - (now + wait) > LATE_S):
                 return
 
     async def aacquire(self, clock: Clock) -> None:
         """Wait until a request may be sent (as `acquire`)."""
         for _ in range(MAX_RESERVATIONS):
             now = clock.monotonic()
-            wait, epoch = self._reserve(now)
+            slot, wait, epoch = self._reserve(now)
             if wait <= 0:
                 return
             await clock.asleep(wait)
-            if not self._given_up(epoch) and clock.monotonic() - (now + wait) <= LATE_S:
+            if not self._given_up(epoch, slot, late=clock.monotonic() - (now + wait) > LATE_S):
                 return
 
     def feedback(self, throttled: bool, *, retry_after: float | None = None) -> None:
@@ -319,18 +324,31 @@ class AdaptiveRateLimiter:
 
     def _rate(self, now: float) -> float:
         if self._limit is not None:
+            if probe(self._limit, self._peak, now - self._last_decrease) >= self._peak * MAX_PROBE:
+                # Twice the peak without a throttle: the curve starts again from there.
+                self._limit = self._peak = self._peak * MAX_PROBE
+                self._last_decrease = now
             return target(self._limit, self._peak, now - self._last_decrease, self._ceiling)
         if math.isfinite(self._ceiling):
             return self._ceiling
         return slow_start(0.0 if self._first is None else now - self._first)
 
-    def _given_up(self, epoch: int) -> bool:
-        """Whether a decrease came since a slot was reserved (the decrease freed it)."""
-        with self._lock:
-            return epoch != self.decreases
+    def _given_up(self, epoch: int, slot: float, *, late: bool) -> bool:
+        """Whether the slot is given up: a decrease came since (which freed it), or it was missed.
 
-    def _reserve(self, now: float) -> tuple[float, int]:
-        """Take the next slot; return how long to wait for it, and the decreases so far."""
+        A missed slot is freed here: it was never used, the window must not count it.
+        """
+        with self._lock:
+            if epoch != self.decreases:
+                return True
+            if late:
+                self.late += 1
+                with contextlib.suppress(ValueError):
+                    self._sends.remove(slot)
+            return late
+
+    def _reserve(self, now: float) -> tuple[float, float, int]:
+        """Take the next slot; return it, how long to wait for it, and the decreases so far."""
         with self._lock:
             if self._first is None:
                 self._first = now
@@ -351,7 +369,7 @@ class AdaptiveRateLimiter:
                 slot = max(slot, self._sends[-1])
             self._tat = max(self._tat, slot) + spacing
             self._sends.append(slot)
-            return slot - now, self.decreases
+            return slot, slot - now, self.decreases
 
     def _learn(self, now: float, throttled: bool, retry_after: float | None) -> RateChange | None:
         if not throttled:

@@ -265,6 +265,7 @@ class SharedRateLimiter:
         self._limit: float | None = None
         self._reported = False
         self.key = key
+        self.late = 0
 
     def __repr__(self) -> str:
         return f"SharedRateLimiter({self._shown!r}, key={self.key!r})"
@@ -317,12 +318,11 @@ class SharedRateLimiter:
             if reserved is None:
                 continue  # fell back to the local limiter
             tries += 1
-            wait, epoch = reserved
+            wait, epoch, slot = reserved
             if wait <= 0:
                 return
             clock.sleep(wait)
-            late = clock.monotonic() - (now + wait) > LATE_S
-            if not late and not self._given_up(epoch):
+            if not self._given_up(epoch, slot, late=clock.monotonic() - (now + wait) > LATE_S):
                 return
 
     async def aacquire(self, clock: Clock) -> None:
@@ -338,12 +338,12 @@ class SharedRateLimiter:
             if reserved is None:
                 continue
             tries += 1
-            wait, epoch = reserved
+            wait, epoch, slot = reserved
             if wait <= 0:
                 return
             await clock.asleep(wait)
             late = clock.monotonic() - (now + wait) > LATE_S
-            if not late and not await asyncio.to_thread(self._given_up, epoch):
+            if not await asyncio.to_thread(self._given_up, epoch, slot, late=late):
                 return
 
     def feedback(self, throttled: bool, *, retry_after: float | None = None) -> None:
@@ -378,8 +378,8 @@ class SharedRateLimiter:
             STATE_TTL_S,
         ]
 
-    def _reserve_slot(self) -> tuple[float, int] | None:
-        """(wait, epoch) from Redis; None when it failed and the local limiter took over."""
+    def _reserve_slot(self) -> tuple[float, int, bytes] | None:
+        """(wait, epoch, slot) from Redis; None when it failed and the local limiter took over."""
         import redis
 
         try:
@@ -387,18 +387,25 @@ class SharedRateLimiter:
         except redis.RedisError as exc:
             self._lost(exc, raising=True)
             return None
-        wait, epoch, limit = reply
+        wait, epoch, limit, slot = reply
         self._limit = None if limit in (b"", "") else float(limit)
-        return float(wait), int(epoch)
+        return float(wait), int(epoch), slot
 
-    def _given_up(self, epoch: int) -> bool:
-        """Whether a decrease came since the slot was reserved (it was freed then)."""
+    def _given_up(self, epoch: int, slot: bytes, *, late: bool) -> bool:
+        """Whether the slot is given up: a decrease came since (which freed it), or it was missed.
+
+        A missed slot is freed here: it was never used, the window must not count it.
+        """
         import redis
 
         try:
+            if late:
+                self.late += 1
+                self._client.lrem(self._keys[1], 1, slot.decode())
+                return True
             current = self._client.hget(self._keys[0], "epoch")
         except redis.RedisError:
-            return False  # the slot was valid when reserved; the next acquire finds out
+            return late  # the next acquire finds out
         return int(current or 0) != epoch
 
     def _lost(self, exc: Exception, *, raising: bool) -> None:
@@ -550,10 +557,16 @@ end
 local function shown(x) if x == math.huge then return '' end return fmt(x) end
 """
 
-# _limits.AdaptiveRateLimiter._reserve. Returns {wait, epoch, limit or ''}.
+# _limits.AdaptiveRateLimiter._reserve. Returns {wait, epoch, limit or '', slot}.
 _RESERVE: Final = """
 if first == nil then first = now end
 local start = math.max(now, pause)
+if limit ~= nil and probe(limit, peak, start - dec) >= peak * MAX_PROBE then
+  limit = peak * MAX_PROBE
+  peak = limit
+  dec = start
+  redis.call('HSET', KEYS[1], 'limit', fmt(limit), 'peak', fmt(peak), 'dec', fmt(dec))
+end
 local rate = rate_at(start)
 local slot = start
 local spacing = 0
@@ -579,7 +592,7 @@ redis.call('EXPIRE', KEYS[1], TTL_S)
 redis.call('EXPIRE', KEYS[2], TTL_S)
 local shown_limit = ''
 if limit ~= nil then shown_limit = fmt(limit) end
-return {fmt(slot - now), epoch, shown_limit}
+return {fmt(slot - now), epoch, shown_limit, fmt(slot)}
 """
 
 # _limits.AdaptiveRateLimiter._learn; ARGV[1] throttled (0/1), ARGV[2]

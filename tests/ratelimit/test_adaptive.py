@@ -327,6 +327,20 @@ def test_a_slot_reserved_before_a_decrease_is_given_up() -> None:
     assert clock.sleeps[1] > 0.5
 
 
+def test_a_request_that_wakes_up_late_takes_a_new_turn() -> None:
+    """Woken 0.1 s after its slot (a stalled process): the slot is freed and a new one taken."""
+    clock = HandClock()
+    limiter = AdaptiveRateLimiter(2, clock)
+    send(limiter, clock, 1)
+    clock.on_sleep = lambda: clock.advance(0.1)
+
+    limiter.acquire(clock)  # slot at +0.5 s, woken at +0.6 s
+
+    assert limiter.late == 1
+    # The new turn is the bucket's next one (+1.0 s), not the missed one.
+    assert [pytest.approx(0.5), pytest.approx(0.4)] == clock.sleeps
+
+
 def test_the_async_acquire_waits_on_the_clock_too() -> None:
     """`aacquire` sleeps through `clock.asleep` with the same spacing."""
     clock = HandClock()
