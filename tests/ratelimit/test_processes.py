@@ -33,11 +33,12 @@ from .conftest import RedisServer, closed_port
 LIMIT = 50
 TIMEOUT_S = 60
 EVALCTL = shutil.which("evalctl", path=str(Path(sys.executable).parent)) or shutil.which("evalctl")
-#: A batch API process: says it is ready once imported, waits for a line on
-#: stdin, then cancels the ids of its file and prints its counts.
+#: A batch API process: says it is ready once everything is imported, waits
+#: for a line on stdin, then cancels the ids of its file and prints its counts.
 BATCH_SCRIPT = """
 import json, sys
 import evalctl
+import evalctl._batch, evalctl._sharedlimit, redis  # the SDK and redis-py: loaded before the go
 print("ready", flush=True)
 sys.stdin.readline()
 ids = open(sys.argv[3]).read().split()
