@@ -174,13 +174,8 @@ def make_limiter(
     if not isinstance(url, str):
         raise ConfigurationError(f"rate limit URL must be a string, got {type(url).__name__}")
     shown = shown_url(url)
-    if key is not None:
-        name = check_key(key)
-    else:
-        from qianfan import get_config
-
-        config = get_config()
-        name = default_key(str(config.CONSOLE_API_BASE_URL), str(ak or config.ACCESS_KEY or ""))
+    name = check_key(key) if key is not None else _account_key(ak)
+    del ak  # not in this frame while Redis is reached (an error's traceback holds it)
     try:
         client = _connect(url, shown)
         limiter = SharedRateLimiter(client, name, rate, clock, fallback=chosen, shown=shown)
@@ -197,6 +192,14 @@ def make_limiter(
         )
         return AdaptiveRateLimiter(rate, clock)
     return limiter
+
+
+def _account_key(ak: str | None) -> str:
+    """The default key: the configured console endpoint, and a hash of `ak` (or the configured)."""
+    from qianfan import get_config
+
+    config = get_config()
+    return default_key(str(config.CONSOLE_API_BASE_URL), str(ak or config.ACCESS_KEY or ""))
 
 
 def _connect(url: str, shown: str) -> redis.Redis:

@@ -176,6 +176,22 @@ def test_unreachable_at_start_is_a_clear_error_without_the_password() -> None:
     assert error.__suppress_context__
 
 
+def test_no_frame_of_the_unreachable_error_holds_the_access_key() -> None:
+    """The traceback's frames (what a crash reporter would dump) never hold the access key."""
+    url = f"redis://127.0.0.1:{closed_port()}/0"
+
+    with pytest.raises(RateLimitUnreachableError) as raised:
+        make_limiter(None, get_clock(), url=url, ak=AK)
+
+    tb = raised.value.__traceback__
+    held = []
+    while tb is not None:
+        held.extend(repr(value) for value in tb.tb_frame.f_locals.values())
+        tb = tb.tb_next
+    assert held
+    assert not [text for text in held if AK in text]
+
+
 def test_unreachable_at_start_with_fallback_warns_and_limits_locally(
     logs: list[dict[str, Any]],
 ) -> None:
