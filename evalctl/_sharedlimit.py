@@ -11,8 +11,10 @@ access key (never the key itself): one account, one limit.
 Each reservation and each answer is one Lua script run by redis-py
 (`EVALSHA`), so every step is atomic across processes and timed by the
 Redis server's clock (`TIME`, microseconds) — machines with different
-clocks share one time line. The rules are those of `_limits` (its functions
-are mirrored line by line in `_PRELUDE`, with its constants passed in).
+clocks share one time line. Should that clock go back (a step of its wall
+clock), the times kept are forgotten rather than waited for. The rules are
+those of `_limits` (its functions are mirrored line by line in `_PRELUDE`,
+with its constants passed in).
 Why not a limiter library: `limits` and `pyrate-limiter` offer fixed rates
 (hit or refuse, the caller polls), while this limit moves with every
 throttle and the callers need the exact wait; qianfan's own
@@ -512,7 +514,7 @@ local MAX_LOG, TTL_S = tonumber(ARGV[a + 19]), tonumber(ARGV[a + 20])
 local never = -1e300
 
 local st = redis.call('HMGET', KEYS[1], 'limit', 'peak', 'dec', 'tat', 'first', 'pause', 'epoch',
-  'streak')
+  'streak', 'seen')
 local limit = tonumber(st[1])
 local peak = num(st[2], 0)
 local dec = num(st[3], never)
@@ -521,6 +523,16 @@ local first = tonumber(st[5])
 local pause = num(st[6], never)
 local epoch = num(st[7], 0)
 local streak = num(st[8], 0)
+local seen = num(st[9], never)
+if now < seen - 1 then
+  -- The Redis server's clock went back: every time kept lies in its future.
+  tat, pause, first = never, never, now
+  if limit ~= nil then dec = now - COOLDOWN_S end
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  redis.call('HSET', KEYS[1], 'tat', fmt(tat), 'pause', fmt(pause), 'first', fmt(first),
+    'dec', fmt(dec))
+end
+redis.call('HSET', KEYS[1], 'seen', fmt(now))
 
 -- _limits.probe / target / slow_start / learned
 local function probe(lim, pk, since)

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from helpers import events
 
 from evalctl import ConfigurationError
@@ -140,6 +141,21 @@ def test_several_retry_afters_pause_every_process(
 
     assert [pytest.approx(0.3, abs=0.05)] == clock.sleeps
     assert [pytest.approx(0.3)] == [event["pause_s"] for event in events(logs, PAUSE_EVENT)]
+
+
+def test_a_redis_clock_that_went_back_is_not_waited_for(redis_url: str) -> None:
+    """Times kept from an hour ahead (the server's clock stepped back): forgotten, not waited."""
+    limiter = shared(redis_url, 10)
+    clock = RealClock()
+    limiter.acquire(clock)
+    ahead = time.time() + 3600
+    client = redis.Redis.from_url(redis_url)
+    client.hset("{test}:state", mapping={"tat": ahead, "seen": ahead, "pause": ahead})
+
+    reserved = limiter._reserve_slot()  # the wait itself, not an hour of sleep if it failed
+
+    assert reserved is not None
+    assert reserved[0] <= 0
 
 
 def test_the_default_key_names_the_endpoint_and_hashes_the_access_key() -> None:
