@@ -6,6 +6,7 @@ test takes a fraction of a second.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from typing import Any
@@ -72,6 +73,23 @@ def test_two_limiters_on_one_key_share_one_schedule(redis_url: str) -> None:
     # Ten requests at 20 a second: the tenth goes out 9/20 s after the first.
     assert pytest.approx(9 / 20, abs=0.03) == elapsed
     assert len(clock.sleeps) == 9
+
+
+def test_the_async_acquire_shares_the_same_schedule(redis_url: str) -> None:
+    """`aacquire` (Redis called in a thread) takes its turns in the same schedule."""
+    first, second = shared(redis_url, 20), shared(redis_url, 20)
+    clock = RealClock()
+
+    async def four() -> None:
+        for _ in range(2):
+            await first.aacquire(clock)
+            await second.aacquire(clock)
+
+    started = time.monotonic()
+    asyncio.run(four())
+
+    assert pytest.approx(3 / 20, abs=0.03) == time.monotonic() - started
+    assert len(clock.sleeps) == 3
 
 
 def test_other_keys_have_their_own_schedule(redis_url: str) -> None:
