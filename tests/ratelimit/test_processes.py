@@ -85,6 +85,25 @@ def stops_follow_their_prechecks(received: Sequence[RecordedRequest]) -> bool:
     return True
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Iterator[None]:
+    """Whatever a test started is killed when it ends (a failed test may leave one running)."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def started(process: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    _STARTED.append(process)
+    return process
+
+
 @pytest.fixture
 def limited() -> Iterator[Emulator]:
     """An emulator with a QPS limit of LIMIT; stops settle at once."""
@@ -95,7 +114,7 @@ def limited() -> Iterator[Emulator]:
 def cli(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
     """`evalctl ARGS...` started, with pipes for all three streams."""
     assert EVALCTL is not None, "the evalctl console script is not installed in this venv"
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [EVALCTL, *args],
         env=dict(env),
         cwd=env["HOME"],
@@ -104,6 +123,7 @@ def cli(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    return started(process)
 
 
 def ready_fifo(path: Path, process: subprocess.Popen[str]) -> int:
@@ -163,14 +183,16 @@ def test_four_batch_api_processes_share_one_limit(
     for path, ids in zip(files, groups, strict=True):
         path.write_text(" ".join(sorted(ids)))
     processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", BATCH_SCRIPT, str(LIMIT), redis_url, str(path)],
-            env=env,
-            cwd=tmp_path,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        started(
+            subprocess.Popen(
+                [sys.executable, "-c", BATCH_SCRIPT, str(LIMIT), redis_url, str(path)],
+                env=env,
+                cwd=tmp_path,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
         for path in files
     ]
