@@ -24,13 +24,18 @@ its throttles (HTTP 429, error codes 4 and 18) and stays just under it:
 - Until the first throttle: the configured `qps`, if any (a qps set too
   high converges the same way at the first throttle); without `qps`, a slow
   start — `SLOW_START_QPS`, doubling every `DOUBLING_S` — so the limit is
-  crossed at a moderate rate and only a few requests are refused.
-- Once the limit is known, a throttle lowers the estimate to what the
-  server accepted over the last second, but by no more than the share of
-  throttled answers in that second (DCTCP's proportional decrease; at most
-  `DECREASE_FACTOR`): an overload lands at the server's limit, one stray
-  throttle among fifty answers costs two percent. Throttles within
-  `COOLDOWN_S` of a decrease are echoes of the old rate and are ignored.
+  crossed at a moderate rate and only a few requests are refused. The
+  first limit is learned only from `CONFIRM_THROTTLES` throttled answers in
+  a row: a crossed sliding window refuses everything, a random throttle is
+  followed by accepted answers.
+- Once the limit is known, a throttle lowers it to what the server
+  accepted over the last second, by at most `DECREASE_FACTOR` (botocore's
+  beta) in one step. Throttles within `COOLDOWN_S` of a decrease are echoes
+  of the old rate and are ignored.
+- A decrease frees the slots reserved ahead: their holders, asleep until
+  then, reserve again at the new rate. A holder woken more than `LATE_S`
+  after its slot (a stalled process) frees it too and reserves again, so a
+  backlog is not sent at once.
 - Then the estimate follows CUBIC's curve (botocore's adaptive mode uses
   it too): back quickly towards the peak it had before the decrease, flat
   around it, then above it slowly (`PROBE_SCALE`: +1 % after 1.7 s), and
