@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from helpers import events
 
+from evalctl import cancel_eval_tasks
 from evalctl._limits import (
     COOLDOWN_S,
     DECREASE_FACTOR,
@@ -29,6 +30,8 @@ from evalctl._limits import (
     AdaptiveRateLimiter,
     probe,
 )
+from evalctl.emulator import Emulator
+from evalctl.testing import set_testing
 
 #: Rates measured by counting answers over a second may be one request off.
 ONE_REQUEST = 1.0
@@ -362,3 +365,18 @@ def test_a_limit_handed_over_is_used_from_the_start() -> None:
     limiter = AdaptiveRateLimiter(None, clock, limit=80)
 
     assert (limiter.limit, limiter.rate) == (80, pytest.approx(80 * (1 - HEADROOM)))
+
+
+def test_the_batch_hands_each_429s_retry_after_to_the_limiter(
+    emulator: Emulator, logs: list[dict[str, Any]]
+) -> None:
+    """Over HTTP: three 429s with `Retry-After: 0.3` answer the first requests: all pause."""
+    ids = [emulator.add_task() for _ in range(3)]
+    emulator.inject("http_429", times=3, retry_after=0.3)
+
+    # Real time: the virtual clock would put each retry's wait between the answers.
+    with set_testing(False):
+        result = cancel_eval_tasks(ids, concurrency=3)
+
+    assert result.counts == {"cancelled": 3}
+    assert [event["pause_s"] for event in events(logs, PAUSE_EVENT)] == [0.3]
