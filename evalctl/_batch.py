@@ -56,11 +56,12 @@ from evalctl._errors import (
 from evalctl._facade import prepare_cancel
 from evalctl._ids import TaskId, validate_task_id
 from evalctl._journal import Journal, final_record, intent_record, read_journal
-from evalctl._limits import AdaptiveRateLimiter, RetryBudget, check_qps
+from evalctl._limits import RetryBudget, check_qps
 from evalctl._model import CancelResult, EvalTask
 from evalctl._options import GivenKeys, Options, check_options
 from evalctl._redact import Redactor
 from evalctl._runner import Operation, RateLimiter, Session, run
+from evalctl._sharedlimit import Fallback, make_limiter
 from evalctl._transport import Wire
 
 #: One id read: its text, and its validated form or why it is invalid.
@@ -318,6 +319,9 @@ def cancel_eval_tasks(
     sk: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     qps: float | None = None,
+    rate_limit_url: str | None = None,
+    rate_limit_key: str | None = None,
+    rate_limit_fallback: Fallback = "fail",
     journal: str | PathLike[str] | None = None,
     resume: bool = False,
     strict: bool = False,
@@ -340,7 +344,13 @@ def cancel_eval_tasks(
         concurrency: Worker threads (1 to 256).
         qps: Requests per second for the whole batch, pre-check reads
             included; lowered while the server throttles and recovered
-            gradually. None: no limit until the server throttles.
+            gradually. None: the server's limit is learned from its throttles.
+        rate_limit_url, rate_limit_key, rate_limit_fallback: Share the rate
+            through Redis (`redis://host:port/db`; default
+            `EVALCTL_RATE_LIMIT_URL`) under a key (default: the endpoint and
+            a hash of the access key) with every process using the same;
+            when Redis fails, "fail" the requests or go on with a "local"
+            limit (see `_sharedlimit`).
         journal: Path of a JSON-lines journal: one record per id (fsynced,
             except for ids never started), and an fsynced intent right before
             each task's first stop.
@@ -382,7 +392,14 @@ def cancel_eval_tasks(
         options=options,
         api=api,
         dry_run=bool(dry_run),
-        limiter=AdaptiveRateLimiter(rate, clock),
+        limiter=make_limiter(
+            rate,
+            clock,
+            url=rate_limit_url,
+            key=rate_limit_key,
+            fallback=rate_limit_fallback,
+            ak=options.credentials.access_key(),
+        ),
         budget=RetryBudget(),
         workers=workers,
         on_report=on_report,
@@ -449,8 +466,8 @@ class _HaltableLimiter:
             raise _Halted()
         await self._inner.aacquire(clock)
 
-    def feedback(self, throttled: bool) -> None:
-        self._inner.feedback(throttled)
+    def feedback(self, throttled: bool, *, retry_after: float | None = None) -> None:
+        self._inner.feedback(throttled, retry_after=retry_after)
 
 
 class _Batch:

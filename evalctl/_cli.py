@@ -44,6 +44,13 @@ app = typer.Typer(
 )
 
 
+class RateLimitFallback(enum.StrEnum):
+    """What `--rate-limit-fallback` accepts."""
+
+    fail = "fail"
+    local = "local"
+
+
 class Api(enum.StrEnum):
     """The console API generation to talk to."""
 
@@ -295,6 +302,36 @@ def cancel(
             show_default=False,
         ),
     ] = None,
+    rate_limit_url: Annotated[
+        str | None,
+        typer.Option(
+            "--rate-limit-url",
+            metavar="URL",
+            envvar="EVALCTL_RATE_LIMIT_URL",
+            show_envvar=False,
+            # Says "Redis", not the scheme: the CLI tests look for qianfan's "redis" notice.
+            help="Share the batch's rate through the Redis at this URL with every evalctl"
+            " using it [env: EVALCTL_RATE_LIMIT_URL].",
+            show_default=False,
+        ),
+    ] = None,
+    rate_limit_key: Annotated[
+        str | None,
+        typer.Option(
+            "--rate-limit-key",
+            metavar="KEY",
+            help="The shared limit's Redis key [default: the endpoint and a hash of the"
+            " access key].",
+            show_default=False,
+        ),
+    ] = None,
+    rate_limit_fallback: Annotated[
+        RateLimitFallback,
+        typer.Option(
+            "--rate-limit-fallback",
+            help="When Redis fails: fail the requests, or go on with a per-process limit.",
+        ),
+    ] = RateLimitFallback.fail,
     journal: Annotated[
         str | None,
         typer.Option(
@@ -426,6 +463,11 @@ def cancel(
             resume=resume,
             strict=strict,
             progress=show_progress,
+            rate_limit={
+                "rate_limit_url": rate_limit_url or None,
+                "rate_limit_key": rate_limit_key,
+                "rate_limit_fallback": rate_limit_fallback.value,
+            },
         )
     except OSError as exc:  # the batch stopped: the journal could not be written
         if journal is None:
@@ -870,6 +912,7 @@ def _cancel_batch(
     strict: bool = False,
     on_view: Callable[[TaskView], None] | None = None,
     progress: bool = False,
+    rate_limit: dict[str, Any] | None = None,
 ) -> BatchResult:
     """`cancel_eval_tasks` with each report printed as it arrives (cancel and demo).
 
@@ -886,7 +929,7 @@ def _cancel_batch(
         if on_view is not None:
             on_view(view)
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(rate_limit or {})
     if timeout is not None:
         options["wait_timeout"] = timeout
     if concurrency is not None:

@@ -1,39 +1,55 @@
 """What a batch shares between its requests: an adaptive request rate and a retry budget.
 
 Both are thread-safe and shared by every request of one batch, pre-check
-reads and stops alike (see `_runner.Session.limiter` / `.budget`).
+reads and stops alike (see `_runner.Session.limiter` / `.budget`). With
+`rate_limit_url=` the rate lives in Redis instead (`_sharedlimit`), shared
+by every process using the same key; the rules are the same, written once
+more in Lua there (same constants, passed to the script).
 
-`AdaptiveRateLimiter` — a token bucket that slows down when throttled, as
-botocore's adaptive retry mode (`botocore.retries.adaptive`) does:
+`AdaptiveRateLimiter` — a token bucket that learns the server's limit from
+its throttles (HTTP 429, error codes 4 and 18) and stays just under it:
 
-- Rate `qps`, capacity `max(1, BURST_S * rate)`, starting with one token.
-  The console counts requests over a sliding second, and a bucket of
-  capacity b at rate r can put r + b requests into one such second, so the
-  burst is kept to a few requests rather than botocore's whole second.
-- Acquiring reserves the next slot and sleeps until it on the caller's clock
-  (`clock.sleep` / `clock.asleep`), so waiters are spaced exactly 1/rate
-  apart, and the virtual clock of testing mode makes the waits free.
-- A throttle answer (HTTP 429, error codes 4 and 18) lowers the rate. Once
-  the batch is older than the server's one-second window, to what the
-  server accepted over the last second (it has just shown its limit), and
-  at most by the share of throttled answers in that second, never by more
-  than `DECREASE_FACTOR` (botocore's beta, 0.7) unless the accepted rate is
-  lower still: an overload lands at the server's limit in one step, and
-  one stray throttle among a hundred answers costs one percent, not thirty
-  (the idea of DCTCP's proportional decrease). In the batch's first second
-  the accepted count says little, so the step is botocore's: x0.7.
-  Throttles within `COOLDOWN_S` of a decrease are ignored: they answer
-  requests sent at the old rate while the server's window drains, and
-  counting each of them (as botocore does) would send the rate of a
-  concurrent batch to the floor.
-- After the cool-down, every other answer lets the rate recover along
-  botocore's CUBIC curve (scale 0.4): quickly at first, flattening out near
-  the rate the server showed it accepts, probing above it only slowly — up
-  to the configured `qps`, and to twice the rate actually sent (botocore's
-  cap, so an idle spell does not build up a rate nobody used). Never below
+- The console counts requests over a sliding second and refuses the ones
+  beyond its limit L. So when it refuses one, it has just admitted L in the
+  last second, and the answers accepted over the last second (`accepted`)
+  are L (a little less while some are still in flight): the server has told
+  its limit. The limiter then aims at `(1 - HEADROOM) * L` — just under it,
+  so arrival jitter does not cross the line.
+- Two guards pace requests: a token bucket at the target rate (capacity
+  `max(1, BURST_S * rate)`, so a burst is a few requests, not a second's
+  worth), and a mirror of the server's window: at most `rate` requests in
+  any sliding second of send times. The mirror is what makes learning
+  cheap: the second before the first throttle holds L requests, and the
+  next ones wait until they slide out, instead of being refused as echoes.
+- Until the first throttle: the configured `qps`, if any (a qps set too
+  high converges the same way at the first throttle); without `qps`, a slow
+  start — `SLOW_START_QPS`, doubling every `DOUBLING_S` — so the limit is
+  crossed at a moderate rate and only a few requests are refused. The
+  first limit is learned only from `CONFIRM_THROTTLES` throttled answers in
+  a row: a crossed sliding window refuses everything, a random throttle is
+  followed by accepted answers.
+- Once the limit is known, a throttle lowers it to what the server
+  accepted over the last second, by at most `DECREASE_FACTOR` (botocore's
+  beta) in one step. Throttles within `COOLDOWN_S` of a decrease are echoes
+  of the old rate and are ignored.
+- A decrease frees the slots reserved ahead: their holders, asleep until
+  then, reserve again at the new rate. A holder woken more than `LATE_S`
+  after its slot (a stalled process) frees it too and reserves again, so a
+  backlog is not sent at once.
+- Then the estimate follows CUBIC's curve (botocore's adaptive mode uses
+  it too): back quickly towards the peak it had before the decrease, flat
+  around it, then above it slowly (`PROBE_SCALE`: +1 % after 1.7 s), and
+  from `MAX_PROBE` times the peak the curve starts again from there — a
+  limit that was raised is found again, and a probe that crosses the limit
+  costs one throttle. Never above the configured `qps`; never below
   `MIN_RATE` (or the configured qps, if lower).
-- With `qps=None` there is no client-side limit until the first throttle;
-  from then on the bucket is on, and recovery has no ceiling but the cap.
+- `Retry-After` (an HTTP 429 that carries one) concerns the request it
+  answers: that request's retry waits for it (`_retry.backoff`), the batch
+  does not. Only when `SATURATION_THROTTLES` such answers arrive within a
+  second, and make up `SATURATION_SHARE` of that second's answers, does the
+  account count as saturated: every request then waits until the
+  Retry-After has passed (at most `MAX_PAUSE_S`), and the limit is learned
+  as from any throttle.
 
 `RetryBudget` — botocore standard mode's retry quota, kept per route (the
 detail read and the stop are two routes): a bucket of `RETRY_BUDGET` tokens
@@ -58,8 +74,10 @@ that is merely being told to slow down should not fail for it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import threading
+from dataclasses import dataclass
 from typing import Final
 
 from evalctl import _logging
@@ -74,20 +92,48 @@ from evalctl._transport import Failure
 BURST_S: Final = 0.02
 #: The rate never goes below this (or below the configured qps, if lower).
 MIN_RATE: Final = 0.5
-#: The deepest multiplicative decrease on a throttle (botocore's beta).
+#: The target stays this share under the learned limit.
+HEADROOM: Final = 0.05
+#: The deepest decrease on one throttle once the limit is known (botocore's beta).
 DECREASE_FACTOR: Final = 0.7
 #: Throttles this soon after a decrease are echoes of the old rate.
 COOLDOWN_S: Final = 1.0
-#: CUBIC's scale constant (botocore's): how fast the rate recovers.
-CUBIC_SCALE: Final = 0.4
+#: CUBIC's scale, relative to the limit: t seconds from the peak, the
+#: estimate is PROBE_SCALE * t**3 of it away.
+PROBE_SCALE: Final = 0.002
+#: Once the estimate is this many times the peak, the curve starts again from
+#: there (an idle spell does not build up more than this).
+MAX_PROBE: Final = 2.0
+#: Without qps and before any throttle: the starting rate, doubled every DOUBLING_S.
+SLOW_START_QPS: Final = 50.0
+DOUBLING_S: Final = 0.75
+#: ... and past this rate, no limit at all.
+SLOW_START_MAX_QPS: Final = 10_000.0
+#: Fewer answers accepted in the last second than this say little about the limit.
+MIN_EVIDENCE: Final = 3
+#: Before a limit is known, it is learned only from this many throttled answers
+#: in a row: a sliding-window limit refuses everything once crossed, a random
+#: throttle is followed by accepted answers.
+CONFIRM_THROTTLES: Final = 2
+#: Retry-After throttles within a second that say the account is saturated ...
+SATURATION_THROTTLES: Final = 3
+#: ... when they are at least this share of the second's answers.
+SATURATION_SHARE: Final = 0.25
+#: The longest a saturated account pauses every request.
+MAX_PAUSE_S: Final = 30.0
 #: Accepted, throttled and sent requests are counted over this window (the
 #: console's QPS limit counts a sliding second).
-MEASURE_WINDOW_S: Final = 1.0
-#: Before the first throttle without a limit, the send rate is measured over
-#: at least this long.
-MIN_MEASURE_SPAN_S: Final = 0.1
+WINDOW_S: Final = 1.0
+#: A request that wakes up this much later than its slot takes a new one
+#: (a stalled process must not send its backlog at once) ...
+LATE_S: Final = 0.05
+#: ... at most this many times.
+MAX_RESERVATIONS: Final = 3
+#: Send times kept for the window mirror (a limit above this is paced by the bucket only).
+MAX_SENDS: Final = 4096
 
 RATE_EVENT: Final = "evalctl.rate_limited"
+PAUSE_EVENT: Final = "evalctl.rate_paused"
 
 # --- retries ------------------------------------------------------------------
 
@@ -115,165 +161,287 @@ def check_qps(qps: object) -> float | None:
     return float(qps)
 
 
-class AdaptiveRateLimiter:
-    """A token bucket that slows down when the server throttles (see the module doc).
+@dataclass(frozen=True)
+class RateChange:
+    """What one piece of feedback changed, for the log events.
 
-    Args:
-        qps: The configured rate and the ceiling of recovery; None for no
-            limit until the server throttles.
-        clock: The clock `feedback` reads; `acquire` uses the clock it is given
-            (in a batch both are the same clock).
+    Attributes:
+        qps_before: The rate before (None: no limit).
+        qps: The rate after.
+        limit: The server limit now believed in.
+        pause_s: How long every request now waits (a saturated account), or 0.
     """
 
-    def __init__(self, qps: float | None, clock: Clock) -> None:
-        self._ceiling = check_qps(qps)
-        self._floor = MIN_RATE if self._ceiling is None else min(MIN_RATE, self._ceiling)
+    qps_before: float | None
+    qps: float
+    limit: float
+    pause_s: float = 0.0
+
+
+def log_change(change: RateChange | None) -> None:
+    """The warning events of a decrease and of a pause (shared with `_sharedlimit`)."""
+    if change is None:
+        return
+    if change.pause_s > 0:
+        _logging.event(
+            "warning",
+            PAUSE_EVENT,
+            pause_s=round(change.pause_s, 3),
+            detail="several throttles with Retry-After: the account is saturated",
+        )
+    _logging.event(
+        "warning",
+        RATE_EVENT,
+        qps_before=None if change.qps_before is None else round(change.qps_before, 2),
+        qps=round(change.qps, 2),
+        limit=round(change.limit, 2),
+    )
+
+
+def probe(limit: float, peak: float, since_decrease: float) -> float:
+    """The limit estimate `since_decrease` seconds after a decrease to `limit` from `peak`.
+
+    CUBIC's curve: back towards `peak` quickly, flat near it, then above it slowly.
+    """
+    scale = PROBE_SCALE * peak
+    regain_s = (max(0.0, peak - limit) / scale) ** (1 / 3)
+    estimate: float = peak + scale * (since_decrease - regain_s) ** 3
+    return min(peak * MAX_PROBE, max(limit, estimate))
+
+
+def target(limit: float, peak: float, since_decrease: float, ceiling: float) -> float:
+    """The rate to send at, once the limit is known."""
+    aim = max(MIN_RATE, probe(limit, peak, since_decrease) * (1.0 - HEADROOM))
+    return min(ceiling, aim)
+
+
+def slow_start(since_first: float) -> float:
+    """The rate before any throttle, without a configured qps (inf past the ceiling)."""
+    rate = SLOW_START_QPS * 2.0 ** (max(0.0, since_first) / DOUBLING_S)
+    return math.inf if rate > SLOW_START_MAX_QPS else rate
+
+
+def learned(estimate: float | None, current: float, accepted: int) -> float:
+    """The new limit after a throttle (see the module doc).
+
+    Args:
+        estimate: The probed estimate of the limit now, or None when none is known.
+        current: The rate being sent at (inf: no limit).
+        accepted: Answers accepted over the last second.
+    """
+    if estimate is None:
+        if accepted >= MIN_EVIDENCE or math.isinf(current):
+            new = float(max(accepted, 1))
+        else:
+            new = max(float(accepted), current * DECREASE_FACTOR)
+    else:
+        new = min(estimate, max(float(accepted), estimate * DECREASE_FACTOR))
+    return max(MIN_RATE, new)
+
+
+class AdaptiveRateLimiter:
+    """A token bucket that learns the server's limit from throttles (see the module doc).
+
+    Args:
+        qps: The configured rate and the ceiling of every estimate; None for
+            a slow start and no ceiling.
+        clock: The clock `feedback` reads; `acquire` uses the clock it is given
+            (in a batch both are the same clock).
+        limit: A server limit already known (a shared limiter falling back
+            to this one hands over what it had learned).
+    """
+
+    def __init__(self, qps: float | None, clock: Clock, *, limit: float | None = None) -> None:
+        configured = check_qps(qps)
+        self._ceiling = math.inf if configured is None else configured
         self._clock = clock
         self._lock = threading.Lock()
-        self._enabled = self._ceiling is not None
-        self._rate = self._ceiling if self._ceiling is not None else math.inf
-        self._tokens = 1.0
-        self._stamp = clock.monotonic()
-        # Requests sent, and answers that were not throttled, over the last window.
-        self._sent: collections.deque[float] = collections.deque()
+        now = clock.monotonic()
+        self._limit = limit
+        self._peak = limit if limit is not None else 0.0
+        self._last_decrease = now if limit is not None else -math.inf
+        self._streak = 0
+        self._tat = -math.inf
+        self._first: float | None = None
+        self._pause_until = -math.inf
+        self._sends: collections.deque[float] = collections.deque(maxlen=MAX_SENDS)
         self._accepted: collections.deque[float] = collections.deque()
         self._throttled: collections.deque[float] = collections.deque()
-        # CUBIC: the rate at the last decrease, its time, and the time to regain it.
-        self._first_send: float | None = None
-        self._last_decrease: float | None = None
-        self._anchor = 0.0
-        self._regain_s = 0.0
+        self._told: collections.deque[float] = collections.deque()
         self.throttles = 0
         self.decreases = 0
+        self.pauses = 0
+        self.late = 0
 
     @property
     def rate(self) -> float | None:
         """The current rate, or None while there is no limit."""
         with self._lock:
-            return self._rate if self._enabled else None
+            rate = self._rate(self._clock.monotonic())
+        return None if math.isinf(rate) else rate
+
+    @property
+    def limit(self) -> float | None:
+        """The server limit learned so far, or None."""
+        with self._lock:
+            return self._limit
 
     def acquire(self, clock: Clock) -> None:
-        """Block until a request may be sent."""
-        wait = self._reserve(clock.monotonic())
-        if wait > 0:
+        """Block until a request may be sent.
+
+        A slot reserved before a decrease is given up when the wait for it
+        ends (it was paced by a rate the server has just refused), and so is
+        one woken up more than `LATE_S` after it (a stalled process must not
+        send a bunch at once): a new one is reserved, up to `MAX_RESERVATIONS`
+        times in all.
+        """
+        for _ in range(MAX_RESERVATIONS):
+            now = clock.monotonic()
+            slot, wait, epoch = self._reserve(now)
+            if wait <= 0:
+                return
             clock.sleep(wait)
+            if not self._given_up(epoch, slot, late=clock.monotonic() - (now + wait) > LATE_S):
+                return
 
     async def aacquire(self, clock: Clock) -> None:
-        """Wait until a request may be sent."""
-        wait = self._reserve(clock.monotonic())
-        if wait > 0:
+        """Wait until a request may be sent (as `acquire`)."""
+        for _ in range(MAX_RESERVATIONS):
+            now = clock.monotonic()
+            slot, wait, epoch = self._reserve(now)
+            if wait <= 0:
+                return
             await clock.asleep(wait)
+            if not self._given_up(epoch, slot, late=clock.monotonic() - (now + wait) > LATE_S):
+                return
 
-    def feedback(self, throttled: bool) -> None:
-        """Learn from one answer: throttled (429, codes 4/18) or not."""
+    def feedback(self, throttled: bool, *, retry_after: float | None = None) -> None:
+        """Learn from one answer: throttled (429, codes 4/18) or not.
+
+        `retry_after`: the answer's `Retry-After`, in seconds, if it had one.
+        """
         now = self._clock.monotonic()
-        changed: tuple[float, float] | None = None
         with self._lock:
-            if throttled:
-                self.throttles += 1
-                self._note(self._throttled, now)
-                changed = self._decrease(now)
-            else:
-                self._note(self._accepted, now)
-                self._increase(now)
-        if changed is not None:
-            _logging.event(
-                "warning",
-                RATE_EVENT,
-                qps_before=None if math.isinf(changed[0]) else round(changed[0], 2),
-                qps=round(changed[1], 2),
-            )
+            change = self._learn(now, throttled, retry_after)
+        log_change(change)
 
     # -- under the lock --------------------------------------------------------
 
-    def _reserve(self, now: float) -> float:
-        """Take the next slot; return how long to wait for it."""
-        with self._lock:
-            wait = 0.0
-            if self._enabled:
-                self._refill(now)
-                self._tokens -= 1.0
-                if self._tokens < 0:
-                    wait = -self._tokens / self._rate
-            if self._first_send is None:
-                self._first_send = now
-            self._note(self._sent, now + wait)
-            return wait
+    def _rate(self, now: float) -> float:
+        if self._limit is not None:
+            if probe(self._limit, self._peak, now - self._last_decrease) >= self._peak * MAX_PROBE:
+                # Twice the peak without a throttle: the curve starts again from there.
+                self._limit = self._peak = self._peak * MAX_PROBE
+                self._last_decrease = now
+            return target(self._limit, self._peak, now - self._last_decrease, self._ceiling)
+        if math.isfinite(self._ceiling):
+            return self._ceiling
+        return slow_start(0.0 if self._first is None else now - self._first)
 
-    def _refill(self, now: float) -> None:
-        if now > self._stamp:
-            capacity = max(1.0, self._rate * BURST_S)
-            self._tokens = min(capacity, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
+    def _given_up(self, epoch: int, slot: float, *, late: bool) -> bool:
+        """Whether the slot is given up: a decrease came since (which freed it), or it was missed.
 
-    @staticmethod
-    def _note(events: collections.deque[float], when: float) -> None:
-        events.append(when)
-        horizon = when - MEASURE_WINDOW_S
-        while events and events[0] <= horizon:
-            events.popleft()
-
-    @staticmethod
-    def _per_second(events: collections.deque[float], now: float) -> float:
-        """Events over the last window, per second.
-
-        Counted over the whole window even when the batch is younger than
-        that: what matters is what the server saw in its window, and in the
-        first second of a batch that is everything the batch sent.
+        A missed slot is freed here: it was never used, the window must not count it.
         """
-        horizon = now - MEASURE_WINDOW_S
-        while events and events[0] <= horizon:
-            events.popleft()
-        return len(events) / MEASURE_WINDOW_S
+        with self._lock:
+            if epoch != self.decreases:
+                return True
+            if late:
+                self.late += 1
+                with contextlib.suppress(ValueError):
+                    self._sends.remove(slot)
+            return late
 
-    def _set_rate(self, now: float, rate: float) -> None:
-        self._refill(now)
-        ceiling = self._ceiling if self._ceiling is not None else math.inf
-        self._rate = min(ceiling, max(self._floor, rate))
+    def _reserve(self, now: float) -> tuple[float, float, int]:
+        """Take the next slot; return it, how long to wait for it, and the decreases so far."""
+        with self._lock:
+            if self._first is None:
+                self._first = now
+            start = max(now, self._pause_until)
+            rate = self._rate(start)
+            slot = start
+            spacing = 0.0
+            if math.isfinite(rate):
+                spacing = 1.0 / rate
+                burst = max(1.0, rate * BURST_S)
+                slot = max(slot, self._tat - (burst - 1.0) * spacing)
+                if self._limit is not None or math.isfinite(self._ceiling):
+                    # The window mirror: at most `rate` sends in any sliding second.
+                    room = max(1, math.floor(rate * WINDOW_S))
+                    if len(self._sends) >= room:
+                        slot = max(slot, self._sends[-room] + WINDOW_S)
+            if self._sends:
+                slot = max(slot, self._sends[-1])
+            self._tat = max(self._tat, slot) + spacing
+            self._sends.append(slot)
+            return slot, slot - now, self.decreases
 
-    def _decrease(self, now: float) -> tuple[float, float] | None:
-        if self._last_decrease is not None and now - self._last_decrease < COOLDOWN_S:
+    def _learn(self, now: float, throttled: bool, retry_after: float | None) -> RateChange | None:
+        if not throttled:
+            self._streak = 0
+            _note(self._accepted, now)
             return None
-        first = now if self._first_send is None else self._first_send
-        was_enabled = self._enabled
-        if was_enabled:
-            before = self._rate
-        else:  # no limit so far: start from what was being sent
-            span = min(MEASURE_WINDOW_S, max(MIN_MEASURE_SPAN_S, now - first))
-            before = len(self._sent) / span
-        if now - first < MEASURE_WINDOW_S:
-            # Younger than the server's window: what it accepted says little yet.
-            anchor = before
-            target = before * DECREASE_FACTOR
-        else:
-            accepted = self._per_second(self._accepted, now)
-            refused = self._per_second(self._throttled, now)
-            anchor = min(before, accepted)
-            share = refused / (accepted + refused)
-            target = min(anchor, before * max(DECREASE_FACTOR, 1 - share))
-        if not self._enabled:
-            self._enabled = True
-            self._tokens = 0.0
-            self._stamp = now
-        self._set_rate(now, target)
-        # CUBIC regains `anchor`, the rate the server showed it takes, in this time.
-        self._anchor = max(anchor, self._rate)
-        self._regain_s = ((self._anchor - self._rate) / CUBIC_SCALE) ** (1 / 3)
+        self.throttles += 1
+        pause = 0.0
+        if retry_after is not None:
+            _note(self._told, now)
+            told = _count(self._told, now)
+            answers = _count(self._accepted, now) + _count(self._throttled, now) + 1
+            if told < SATURATION_THROTTLES or told < SATURATION_SHARE * answers:
+                # This request's own retry waits for the Retry-After; the batch goes on.
+                return None
+            pause = min(max(retry_after, 0.0), MAX_PAUSE_S)
+            if now + pause > self._pause_until:
+                self._pause_until = now + pause
+                self.pauses += 1
+            else:
+                pause = 0.0
+        self._streak += 1
+        _note(self._throttled, now)
+        if now - self._last_decrease < COOLDOWN_S or (
+            self._limit is None and self._streak < CONFIRM_THROTTLES and pause == 0
+        ):
+            return None if pause == 0 else self._change(self._rate(now), pause)
+        before = self._rate(now)
+        estimate = (
+            None
+            if self._limit is None
+            else probe(self._limit, self._peak, now - self._last_decrease)
+        )
+        self._limit = learned(estimate, before, _count(self._accepted, now))
+        self._peak = max(self._limit, estimate or 0.0)
         self._last_decrease = now
         self.decreases += 1
-        return (before if was_enabled else math.inf), self._rate
+        # The slots reserved ahead are given up (their holders reserve again when
+        # they wake up); the bucket restarts at the new rate, and the window
+        # mirror holds back what the server's window still counts.
+        while self._sends and self._sends[-1] > now:
+            self._sends.pop()
+        self._tat = min(self._tat, now)
+        return self._change(before, pause)
 
-    def _increase(self, now: float) -> None:
-        if self._last_decrease is None:
-            return
-        # Held through the cool-down: the server's window still counts the old rate.
-        elapsed = now - self._last_decrease - COOLDOWN_S
-        if elapsed <= 0:
-            return
-        cubic = CUBIC_SCALE * (elapsed - self._regain_s) ** 3 + self._anchor
-        cap = 2 * self._per_second(self._sent, now)
-        if min(cubic, cap) > self._rate:
-            self._set_rate(now, min(cubic, cap))
+    def _change(self, before: float, pause: float) -> RateChange:
+        assert self._limit is not None
+        return RateChange(
+            qps_before=None if math.isinf(before) else before,
+            qps=self._rate(self._clock.monotonic()),
+            limit=self._limit,
+            pause_s=pause,
+        )
+
+
+def _note(events: collections.deque[float], when: float) -> None:
+    events.append(when)
+    horizon = when - WINDOW_S
+    while events and events[0] <= horizon:
+        events.popleft()
+
+
+def _count(events: collections.deque[float], now: float) -> int:
+    horizon = now - WINDOW_S
+    while events and events[0] <= horizon:
+        events.popleft()
+    return len(events)
 
 
 class RetryBudget:

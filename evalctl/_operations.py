@@ -190,7 +190,8 @@ def _answer(
         session.log_ids.append(log_id)
     throttled = isinstance(answer, Failure) and is_throttle(answer)
     if session.limiter is not None:
-        session.limiter.feedback(throttled=throttled)
+        retry_after = answer.retry_after if isinstance(answer, Failure) and throttled else None
+        session.limiter.feedback(throttled=throttled, retry_after=retry_after)
     if isinstance(answer, Failure):
         return _Failed(answer)
     if session.budget is not None:

@@ -43,8 +43,8 @@ class RateLimiter(Protocol):
         """Wait until a request may be sent."""
         ...
 
-    def feedback(self, throttled: bool) -> None:
-        """Learn from one answer: throttled (429, codes 4/18) or not."""
+    def feedback(self, throttled: bool, *, retry_after: float | None = None) -> None:
+        """Learn from one answer: throttled (429, codes 4/18) or not, and its `Retry-After`."""
         ...
 
 
