@@ -198,6 +198,10 @@ def log_change(change: RateChange | None) -> None:
     )
 
 
+#: Past this many seconds since a decrease the probe is at its cap anyway.
+_MAX_PROBE_S: Final = 1e6
+
+
 def probe(limit: float, peak: float, since_decrease: float) -> float:
     """The limit estimate `since_decrease` seconds after a decrease to `limit` from `peak`.
 
@@ -205,7 +209,9 @@ def probe(limit: float, peak: float, since_decrease: float) -> float:
     """
     scale = PROBE_SCALE * peak
     regain_s = (max(0.0, peak - limit) / scale) ** (1 / 3)
-    estimate: float = peak + scale * (since_decrease - regain_s) ** 3
+    # Bounded so that a batch running for days cannot overflow the cube.
+    elapsed = min(since_decrease, _MAX_PROBE_S) - regain_s
+    estimate: float = peak + scale * elapsed**3
     return min(peak * MAX_PROBE, max(limit, estimate))
 
 
@@ -217,8 +223,11 @@ def target(limit: float, peak: float, since_decrease: float, ceiling: float) -> 
 
 def slow_start(since_first: float) -> float:
     """The rate before any throttle, without a configured qps (inf past the ceiling)."""
-    rate = SLOW_START_QPS * 2.0 ** (max(0.0, since_first) / DOUBLING_S)
-    return math.inf if rate > SLOW_START_MAX_QPS else rate
+    doublings = max(0.0, since_first) / DOUBLING_S
+    # Past the ceiling early: 2.0 ** doublings overflows a float after ~13 minutes.
+    if doublings > math.log2(SLOW_START_MAX_QPS / SLOW_START_QPS):
+        return math.inf
+    return SLOW_START_QPS * 2.0**doublings
 
 
 def learned(estimate: float | None, current: float, accepted: int) -> float:

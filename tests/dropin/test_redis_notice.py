@@ -12,7 +12,11 @@ import sys
 
 from evalctl import _sdknotice
 
+# As in a project without redis-py (the SDK's usual case; the test extra
+# installs it for the shared rate limit, which would silence the SDK).
 SCRIPT = """\
+import sys
+sys.modules["redis"] = None
 import logging
 logging.basicConfig(level=logging.INFO, format="%(name)s|%(message)s")
 {import_evalctl}

@@ -9,6 +9,7 @@ Retry-After only when several throttles say the account is saturated.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -380,3 +381,13 @@ def test_the_batch_hands_each_429s_retry_after_to_the_limiter(
 
     assert result.counts == {"cancelled": 3}
     assert [event["pause_s"] for event in events(logs, PAUSE_EVENT)] == [0.3]
+
+
+def test_the_curves_stay_finite_numbers_however_long_a_batch_runs() -> None:
+    """No OverflowError after hours (2.0 ** t and the probe's cube overflow a float)."""
+    from evalctl._limits import SLOW_START_MAX_QPS, probe, slow_start
+
+    assert slow_start(13 * 60.0) == math.inf  # 2.0 ** 1040 would raise
+    assert slow_start(1e12) == math.inf
+    assert slow_start(0.0) < SLOW_START_MAX_QPS
+    assert probe(50.0, 60.0, 1e300) == 120.0  # the cap: twice the peak
