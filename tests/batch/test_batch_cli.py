@@ -233,7 +233,9 @@ def test_kill_9_at_random_points_then_resume_stops_every_task_exactly_once(
         id_file.write_text("".join(f"{task_id}\n" for task_id in ids))
         journal = tmp_path / "j.jsonl"
         args = ["cancel", "--from-file", str(id_file), "--journal", str(journal), "--resume"]
-        args += ["--concurrency", "8"]
+        # A high --qps: no slow start, so every run has stops in flight at once
+        # (a fresh process without --qps starts slow and has few to kill among).
+        args += ["--concurrency", "8", "--qps", "2000"]
         env = environment(server, tmp_path)
         del env["EVALCTL_TESTING"]  # real time: the kills land among real requests
         zygote = subprocess.Popen(
