@@ -227,7 +227,8 @@ def slow_start(since_first: float) -> float:
     # Past the ceiling early: 2.0 ** doublings overflows a float after ~13 minutes.
     if doublings > math.log2(SLOW_START_MAX_QPS / SLOW_START_QPS):
         return math.inf
-    return SLOW_START_QPS * 2.0**doublings
+    rate: float = SLOW_START_QPS * 2.0**doublings
+    return rate
 
 
 def learned(estimate: float | None, current: float, accepted: int) -> float:
