@@ -33,6 +33,11 @@ PROG: Final = "evalctl"
 EXIT_ERROR: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
+# The batch's limits, for the help texts (the same as `evalctl._batch`'s; a test holds them).
+DEFAULT_CONCURRENCY: Final = 4
+MAX_CONCURRENCY: Final = 256
+#: `evalctl emulator --host`'s default, as `evalctl.emulator`'s (a test holds them together).
+EMULATOR_HOST: Final = "127.0.0.1"
 
 app = typer.Typer(
     name=PROG,
@@ -115,8 +120,33 @@ Json = Annotated[
     bool, typer.Option("--json", help="One JSON object per task per line on stdout, nothing else.")
 ]
 ApiOption = Annotated[
-    Api, typer.Option("--api", help="Console API generation: v1 routes or v2 /v2/eval actions.")
+    Api,
+    typer.Option(
+        "--api", metavar="v1|v2", help="Console API generation: v1 routes or v2 /v2/eval actions."
+    ),
 ]
+IdsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="ID", help="Task ids (ame-...).", show_default=False),
+]
+FromFile = Annotated[
+    str | None,
+    typer.Option(
+        "--from-file",
+        "-f",
+        metavar="PATH|-",
+        help="Read ids from a file, one a line ('-': stdin); blank lines and # comments"
+        " are ignored.",
+    ),
+]
+
+
+def _no_type_shown(self: object, ctx: object) -> None:
+    """An argument's help row without its Python type (`ID`, not `ID <list[str]>`)."""
+
+
+# typer prints an argument's annotation next to its metavar; the metavar and help say enough.
+typer.core.TyperArgument.display_type_rich = _no_type_shown  # type: ignore[method-assign]
 
 
 # The filters `list` and `cancel --select` share.
@@ -251,20 +281,8 @@ def _root(
 
 @app.command()
 def cancel(
-    ids: Annotated[
-        list[str] | None,
-        typer.Argument(metavar="ID...", help="Task ids (ame-...).", show_default=False),
-    ] = None,
-    from_file: Annotated[
-        str | None,
-        typer.Option(
-            "--from-file",
-            "-f",
-            metavar="PATH|-",
-            help="Read ids from a file, one a line ('-': stdin); blank lines and # comments"
-            " are ignored.",
-        ),
-    ] = None,
+    ids: IdsArgument = None,
+    from_file: FromFile = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Run the pre-check only; send no stop.")
     ] = False,
@@ -283,15 +301,15 @@ def cancel(
     ] = None,
     json_output: Json = False,
     concurrency: Annotated[
-        int | None,
+        int,
         typer.Option(
             "--concurrency",
             min=1,
+            max=MAX_CONCURRENCY,
             metavar="N",
-            help="Tasks in flight at once [default: 4].",
-            show_default=False,
+            help="Tasks in flight at once.",
         ),
-    ] = None,
+    ] = DEFAULT_CONCURRENCY,
     qps: Annotated[
         float | None,
         typer.Option(
@@ -447,7 +465,7 @@ def cancel(
     output = _start(verbose, quiet, json_output)
     policy = _prepare_library(max_attempts)
     # Progress only for a person watching a terminal, never in machine output.
-    show_progress = not json_output and not _globals.quiet and _is_terminal(sys.stderr)
+    show_progress = not json_output and not _globals.quiet and _stderr_is_terminal()
     try:
         result = _cancel_batch(
             _task_ids(ids or (), source, from_file),
@@ -483,10 +501,8 @@ def cancel(
 
 @app.command()
 def status(
-    ids: Annotated[
-        list[str],
-        typer.Argument(metavar="ID...", help="Task ids (ame-...).", show_default=False),
-    ],
+    ids: IdsArgument = None,
+    from_file: FromFile = None,
     json_output: Json = False,
     api: ApiOption = Api.v1,
     verbose: Verbose = 0,
@@ -497,6 +513,9 @@ def status(
     Sends no stop. Exits 0 when every task was read; otherwise with the
     highest code, as `cancel` would (4 not found, 2 invalid id, ...).
     """
+    if not ids and from_file is None:
+        raise CliError("no task ids: give ID... or --from-file PATH")
+    source = _open_ids(from_file)
     output = _start(verbose, quiet, json_output)
     policy = _prepare_library(None)
 
@@ -506,14 +525,18 @@ def status(
 
     options = check_options(keys=GivenKeys(), api=api.value, retry=policy)
     exit_code = EXIT_OK
-    for raw in ids:
+    read = 0
+    for task_id in _task_ids(ids or (), source, from_file):
+        read += 1
         try:
-            status = task_status(_as_id(raw), options)
+            status = task_status(task_id, options)
         except EvalctlError as error:
-            output.status_error(raw, error)
+            output.status_error(str(task_id), error)
             exit_code = max(exit_code, error.exit_code)
             continue
         output.status(status.task, status.verdict, status.allowed, status.reason)
+    if read == 0:
+        raise CliError(f"no task ids in {_shown_source(from_file)}")
     raise typer.Exit(exit_code)
 
 
@@ -726,20 +749,12 @@ def _cancel_selected(
 @app.command()
 def emulator(
     host: Annotated[
-        str | None,
-        typer.Option("--host", help="Address to bind [default: 127.0.0.1].", show_default=False),
-    ] = None,
+        str, typer.Option("--host", metavar="ADDR", help="Address to bind.")
+    ] = EMULATOR_HOST,
     port: Annotated[
-        int | None,
-        typer.Option(
-            "--port",
-            min=0,
-            max=65535,
-            metavar="N",
-            help="Port to bind [default: a free one].",
-            show_default=False,
-        ),
-    ] = None,
+        int,
+        typer.Option("--port", min=0, max=65535, metavar="N", help="Port to bind (0: a free one)."),
+    ] = 0,
     demo: Annotated[
         bool,
         typer.Option("--demo", help="Seed the demo tasks (automatic, manual, stopped, done)."),
@@ -754,17 +769,18 @@ def emulator(
     _start(verbose, quiet, False)
     from evalctl.emulator import run_foreground
 
-    options: dict[str, Any] = {}
-    if host is not None:
-        options["host"] = host
-    if port is not None:
-        options["port"] = port
     try:
-        run_foreground(demo=demo, **options)
-    except OSError as exc:
+        run_foreground(host=host, port=port, demo=demo)
+    except BrokenPipeError:  # stdout closed early (`| head`): not a failure, and no message
+        from evalctl._cli_output import _silence
+
+        _silence(sys.stdout)
+        raise typer.Exit(0) from None
+    except OSError as exc:  # the address is busy, not ours, or does not resolve
+        reason = exc.strerror or str(exc) or type(exc).__name__
         raise CliError(
-            f"cannot serve on {host or 'the default address'}: {exc}", EXIT_ERROR
-        ) from exc
+            f"cannot serve on {host}:{port}: {reason[:1].lower()}{reason[1:]}", EXIT_ERROR
+        ) from None
 
 
 @app.command()
@@ -1046,11 +1062,11 @@ def _streamed_ids(
             source.close()
 
 
-def _is_terminal(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+def _stderr_is_terminal() -> bool:
+    """Whether a person watches stderr, as rich decides it (FORCE_COLOR, TTY_* and isatty)."""
+    from rich.console import Console
+
+    return Console(stderr=True).is_terminal
 
 
 def _as_id(raw: str) -> str | int:
@@ -1124,10 +1140,25 @@ def _failed(exc: Exception) -> int:
 
 def _usage_message(exc: Exception) -> str:
     """A parser error as one line, pointing at the right --help."""
-    message = " ".join(_click_message(exc).split())
+    message = _readable(" ".join(_click_message(exc).split()))
     ctx = getattr(exc, "ctx", None)
     path = getattr(ctx, "command_path", None) or PROG
     return f"{message} (see '{path} --help')"
+
+
+def _readable(message: str) -> str:
+    """typer's wording of a bad choice as a person would say it.
+
+    "Value error, 'v3' is not one of 'v1', 'v2'." becomes "'v3' (choose v1 or v2)".
+    """
+    import re
+
+    choice = re.search(r"Value error, (.+?) is not one of ((?:'[^']*'(?:, )?)+)\.?$", message)
+    if choice is None:
+        return message.replace("Value error, ", "")
+    names = re.findall(r"'([^']*)'", choice.group(2))
+    listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+    return f"{message[: choice.start()]}{choice.group(1)} (choose {listed})"
 
 
 def _click_message(exc: Exception) -> str:
