@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO
 
 import typer
 
+from evalctl._cli_output import PROG  # the one spelling of the program's name
+
 if TYPE_CHECKING:
     from evalctl._batch import BatchResult
     from evalctl._cli_output import Output, TaskView
     from evalctl._config import RetryPolicy
 
-PROG: Final = "evalctl"
 # The codes the CLI needs before the library (and so qianfan) is imported;
 # the same values as `evalctl._errors.EXIT_*` (a test holds them together).
 EXIT_ERROR: Final = 1
