@@ -122,9 +122,7 @@ Json = Annotated[
 ]
 ApiOption = Annotated[
     Api,
-    typer.Option(
-        "--api", metavar="v1|v2", help="Console API generation: v1 routes or v2 /v2/eval actions."
-    ),
+    typer.Option("--api", help="Console API generation: v1 routes or v2 /v2/eval actions."),
 ]
 IdsArgument = Annotated[
     list[str] | None,
@@ -142,12 +140,26 @@ FromFile = Annotated[
 ]
 
 
-def _no_type_shown(self: object, ctx: object) -> None:
+# How help shows an option's value when it has no metavar, instead of typer's `<str>`...
+_VALUE_NAMES: Final = {"<str>": "TEXT", "<int>": "N", "<float>": "X"}
+
+
+def _argument_type_shown(self: typer.core.TyperArgument, ctx: Any) -> None:
     """An argument's help row without its Python type (`ID`, not `ID <list[str]>`)."""
 
 
-# typer prints an argument's annotation next to its metavar; the metavar and help say enough.
-typer.core.TyperArgument.display_type_rich = _no_type_shown  # type: ignore[method-assign]
+def _option_type_shown(self: typer.core.TyperOption, ctx: Any) -> str:
+    """An option's value as a person reads it: its metavar, `v1|v2` for a choice, `TEXT`..."""
+    if self.metavar is not None:
+        return str(self.metavar)
+    shown = self.display_type(ctx)
+    shown = _VALUE_NAMES.get(shown, shown.removeprefix("<").removesuffix(">"))
+    return shown + ("..." if self.nargs != 1 else "")
+
+
+# typer (plain help) prints Python annotations (`<list[str]>`, `<v1|v2>`) next to names.
+typer.core.TyperArgument.display_type_rich = _argument_type_shown  # type: ignore[method-assign,assignment]
+typer.core.TyperOption.display_type_rich = _option_type_shown  # type: ignore[method-assign]
 
 
 # The filters `list` and `cancel --select` share.
