@@ -478,7 +478,9 @@ def cancel(
     output = _start(verbose, quiet, json_output)
     policy = _prepare_library(max_attempts)
     # Progress only for a person watching a terminal, never in machine output.
-    show_progress = not json_output and not _globals.quiet and _stderr_is_terminal()
+    from evalctl._cli_logging import is_terminal
+
+    show_progress = not json_output and not _globals.quiet and is_terminal(sys.stderr)
     try:
         result = _cancel_batch(
             _task_ids(ids or (), source, from_file),
@@ -1073,13 +1075,6 @@ def _streamed_ids(
     finally:
         if source is not sys.stdin:
             source.close()
-
-
-def _stderr_is_terminal() -> bool:
-    """Whether a person watches stderr, as rich decides it (FORCE_COLOR, TTY_* and isatty)."""
-    from rich.console import Console
-
-    return Console(stderr=True).is_terminal
 
 
 def _as_id(raw: str) -> str | int:

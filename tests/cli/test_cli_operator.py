@@ -215,3 +215,32 @@ def test_the_clis_copies_of_library_constants_match() -> None:
         _batch.MAX_CONCURRENCY,
         DEFAULT_HOST,
     )
+
+
+def test_one_terminal_check_colours_only_a_terminal_that_wants_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rich decides: a pty is a terminal, a pipe is not; NO_COLOR (even empty) and TERM=dumb
+    turn colours off."""
+    import pty
+
+    from evalctl._cli_logging import is_terminal, wants_color
+
+    for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    main_fd, side_fd = pty.openpty()
+    read_fd, write_fd = os.pipe()
+    with (
+        os.fdopen(main_fd, "w") as _,
+        os.fdopen(side_fd, "w") as terminal,
+        os.fdopen(read_fd) as _r,
+        os.fdopen(write_fd, "w") as pipe,
+    ):
+        assert (is_terminal(terminal), is_terminal(pipe)) == (True, False)
+        assert (wants_color(terminal), wants_color(pipe)) == (True, False)
+        monkeypatch.setenv("TERM", "dumb")
+        assert wants_color(terminal) is False
+        monkeypatch.setenv("TERM", "xterm-256color")
+        monkeypatch.setenv("NO_COLOR", "")
+        assert wants_color(terminal) is False
