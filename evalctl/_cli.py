@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO
 
 import typer
 
+from evalctl._cli_logging import is_terminal
 from evalctl._cli_output import PROG  # the one spelling of the program's name
 
 if TYPE_CHECKING:
@@ -478,8 +479,6 @@ def cancel(
     output = _start(verbose, quiet, json_output)
     policy = _prepare_library(max_attempts)
     # Progress only for a person watching a terminal, never in machine output.
-    from evalctl._cli_logging import is_terminal
-
     show_progress = not json_output and not _globals.quiet and is_terminal(sys.stderr)
     try:
         result = _cancel_batch(
@@ -603,7 +602,7 @@ def list_tasks(
     printer = _cli_listing.Printer()
     if json_output:
         count = _cli_listing.print_json_lines(tasks, printer)
-    elif _is_terminal(sys.stdout):
+    elif is_terminal(sys.stdout):
         count = _cli_listing.print_table(tasks, printer)
     else:
         count = _cli_listing.print_plain_lines(tasks, printer)
@@ -724,7 +723,7 @@ def _cancel_selected(
         if count == 0:
             say("nothing to stop; nothing was sent")
             raise typer.Exit(0)
-        if not _is_terminal(sys.stdin):
+        if not _stdin_is_a_terminal():
             say(
                 f"this is the plan only: nothing was stopped. To stop these {count}"
                 " task(s), run the same command with --yes"
@@ -736,7 +735,7 @@ def _cancel_selected(
     if count == 0:
         say(f"plan: {_cli_listing.plan_headline(plan)}; nothing to stop")
         raise typer.Exit(0)
-    show_progress = not json_output and not _globals.quiet and _is_terminal(sys.stderr)
+    show_progress = not json_output and not _globals.quiet and is_terminal(sys.stderr)
     try:
         result = _cancel_batch(
             iter([task.task_id for task in plan.to_stop]),
@@ -1075,6 +1074,18 @@ def _streamed_ids(
     finally:
         if source is not sys.stdin:
             source.close()
+
+
+def _stdin_is_a_terminal() -> bool:
+    """Whether a person can answer a prompt on stdin.
+
+    Not rich's `is_terminal`, which is about output (FORCE_COLOR must not turn a
+    pipe into a prompt): the CLI's one hand-written isatty check.
+    """
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stdin
+        return False
 
 
 def _as_id(raw: str) -> str | int:
