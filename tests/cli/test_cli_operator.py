@@ -109,6 +109,7 @@ def test_status_and_cancel_whose_stdout_is_closed_end_with_their_own_code(
     for command, code_expected in (
         (["status", "--json", *ids, "ame-missing9"], 4),
         (["cancel", "--dry-run", "--json", *ids], 0),
+        (["list", "--json"], 0),
     ):
         process = _start(command, env)
         assert process.stdout is not None
@@ -121,7 +122,7 @@ def test_status_and_cancel_whose_stdout_is_closed_end_with_their_own_code(
         assert code == code_expected, (command, errors)
         assert "Broken pipe" not in errors, command
         assert all(line.startswith("evalctl: ") for line in errors.splitlines()), errors
-    assert len(server.requests) == 7  # every task's detail was read: the work was done
+    assert len(server.requests) == 8  # 4 + 3 detail reads and 1 page: the work was done
     assert server.stop_requests() == []
 
 
