@@ -22,17 +22,24 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO
 
 import typer
 
+from evalctl._cli_logging import is_terminal
+from evalctl._cli_output import PROG  # the one spelling of the program's name
+
 if TYPE_CHECKING:
     from evalctl._batch import BatchResult
     from evalctl._cli_output import Output, TaskView
     from evalctl._config import RetryPolicy
 
-PROG: Final = "evalctl"
 # The codes the CLI needs before the library (and so qianfan) is imported;
 # the same values as `evalctl._errors.EXIT_*` (a test holds them together).
 EXIT_ERROR: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
+# The batch's limits, for the help texts (the same as `evalctl._batch`'s; a test holds them).
+DEFAULT_CONCURRENCY: Final = 4
+MAX_CONCURRENCY: Final = 256
+#: `evalctl emulator --host`'s default, as `evalctl.emulator`'s (a test holds them together).
+EMULATOR_HOST: Final = "127.0.0.1"
 
 app = typer.Typer(
     name=PROG,
@@ -115,8 +122,45 @@ Json = Annotated[
     bool, typer.Option("--json", help="One JSON object per task per line on stdout, nothing else.")
 ]
 ApiOption = Annotated[
-    Api, typer.Option("--api", help="Console API generation: v1 routes or v2 /v2/eval actions.")
+    Api,
+    typer.Option("--api", help="Console API generation: v1 routes or v2 /v2/eval actions."),
 ]
+IdsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="ID", help="Task ids (ame-...).", show_default=False),
+]
+FromFile = Annotated[
+    str | None,
+    typer.Option(
+        "--from-file",
+        "-f",
+        metavar="PATH|-",
+        help="Read ids from a file, one a line ('-': stdin); blank lines and # comments"
+        " are ignored.",
+    ),
+]
+
+
+# How help shows an option's value when it has no metavar, instead of typer's `<str>`...
+_VALUE_NAMES: Final = {"<str>": "TEXT", "<int>": "N", "<float>": "X"}
+
+
+def _argument_type_shown(self: typer.core.TyperArgument, ctx: Any) -> None:
+    """An argument's help row without its Python type (`ID`, not `ID <list[str]>`)."""
+
+
+def _option_type_shown(self: typer.core.TyperOption, ctx: Any) -> str:
+    """An option's value as a person reads it: its metavar, `v1|v2` for a choice, `TEXT`..."""
+    if self.metavar is not None:
+        return str(self.metavar)
+    shown = self.display_type(ctx)
+    shown = _VALUE_NAMES.get(shown, shown.removeprefix("<").removesuffix(">"))
+    return shown + ("..." if self.nargs != 1 else "")
+
+
+# typer (plain help) prints Python annotations (`<list[str]>`, `<v1|v2>`) next to names.
+typer.core.TyperArgument.display_type_rich = _argument_type_shown  # type: ignore[method-assign,assignment]
+typer.core.TyperOption.display_type_rich = _option_type_shown  # type: ignore[method-assign]
 
 
 # The filters `list` and `cancel --select` share.
@@ -251,20 +295,8 @@ def _root(
 
 @app.command()
 def cancel(
-    ids: Annotated[
-        list[str] | None,
-        typer.Argument(metavar="ID...", help="Task ids (ame-...).", show_default=False),
-    ] = None,
-    from_file: Annotated[
-        str | None,
-        typer.Option(
-            "--from-file",
-            "-f",
-            metavar="PATH|-",
-            help="Read ids from a file, one a line ('-': stdin); blank lines and # comments"
-            " are ignored.",
-        ),
-    ] = None,
+    ids: IdsArgument = None,
+    from_file: FromFile = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Run the pre-check only; send no stop.")
     ] = False,
@@ -283,15 +315,15 @@ def cancel(
     ] = None,
     json_output: Json = False,
     concurrency: Annotated[
-        int | None,
+        int,
         typer.Option(
             "--concurrency",
             min=1,
+            max=MAX_CONCURRENCY,
             metavar="N",
-            help="Tasks in flight at once [default: 4].",
-            show_default=False,
+            help="Tasks in flight at once.",
         ),
-    ] = None,
+    ] = DEFAULT_CONCURRENCY,
     qps: Annotated[
         float | None,
         typer.Option(
@@ -447,7 +479,7 @@ def cancel(
     output = _start(verbose, quiet, json_output)
     policy = _prepare_library(max_attempts)
     # Progress only for a person watching a terminal, never in machine output.
-    show_progress = not json_output and not _globals.quiet and _is_terminal(sys.stderr)
+    show_progress = not json_output and not _globals.quiet and is_terminal(sys.stderr)
     try:
         result = _cancel_batch(
             _task_ids(ids or (), source, from_file),
@@ -483,10 +515,8 @@ def cancel(
 
 @app.command()
 def status(
-    ids: Annotated[
-        list[str],
-        typer.Argument(metavar="ID...", help="Task ids (ame-...).", show_default=False),
-    ],
+    ids: IdsArgument = None,
+    from_file: FromFile = None,
     json_output: Json = False,
     api: ApiOption = Api.v1,
     verbose: Verbose = 0,
@@ -497,6 +527,9 @@ def status(
     Sends no stop. Exits 0 when every task was read; otherwise with the
     highest code, as `cancel` would (4 not found, 2 invalid id, ...).
     """
+    if not ids and from_file is None:
+        raise CliError("no task ids: give ID... or --from-file PATH")
+    source = _open_ids(from_file)
     output = _start(verbose, quiet, json_output)
     policy = _prepare_library(None)
 
@@ -506,14 +539,18 @@ def status(
 
     options = check_options(keys=GivenKeys(), api=api.value, retry=policy)
     exit_code = EXIT_OK
-    for raw in ids:
+    read = 0
+    for task_id in _task_ids(ids or (), source, from_file):
+        read += 1
         try:
-            status = task_status(_as_id(raw), options)
+            status = task_status(task_id, options)
         except EvalctlError as error:
-            output.status_error(raw, error)
+            output.status_error(str(task_id), error)
             exit_code = max(exit_code, error.exit_code)
             continue
         output.status(status.task, status.verdict, status.allowed, status.reason)
+    if read == 0:
+        raise CliError(f"no task ids in {_shown_source(from_file)}")
     raise typer.Exit(exit_code)
 
 
@@ -565,7 +602,7 @@ def list_tasks(
     printer = _cli_listing.Printer()
     if json_output:
         count = _cli_listing.print_json_lines(tasks, printer)
-    elif _is_terminal(sys.stdout):
+    elif is_terminal(sys.stdout):
         count = _cli_listing.print_table(tasks, printer)
     else:
         count = _cli_listing.print_plain_lines(tasks, printer)
@@ -686,7 +723,7 @@ def _cancel_selected(
         if count == 0:
             say("nothing to stop; nothing was sent")
             raise typer.Exit(0)
-        if not _is_terminal(sys.stdin):
+        if not _stdin_is_a_terminal():
             say(
                 f"this is the plan only: nothing was stopped. To stop these {count}"
                 " task(s), run the same command with --yes"
@@ -698,7 +735,7 @@ def _cancel_selected(
     if count == 0:
         say(f"plan: {_cli_listing.plan_headline(plan)}; nothing to stop")
         raise typer.Exit(0)
-    show_progress = not json_output and not _globals.quiet and _is_terminal(sys.stderr)
+    show_progress = not json_output and not _globals.quiet and is_terminal(sys.stderr)
     try:
         result = _cancel_batch(
             iter([task.task_id for task in plan.to_stop]),
@@ -726,20 +763,12 @@ def _cancel_selected(
 @app.command()
 def emulator(
     host: Annotated[
-        str | None,
-        typer.Option("--host", help="Address to bind [default: 127.0.0.1].", show_default=False),
-    ] = None,
+        str, typer.Option("--host", metavar="ADDR", help="Address to bind.")
+    ] = EMULATOR_HOST,
     port: Annotated[
-        int | None,
-        typer.Option(
-            "--port",
-            min=0,
-            max=65535,
-            metavar="N",
-            help="Port to bind [default: a free one].",
-            show_default=False,
-        ),
-    ] = None,
+        int,
+        typer.Option("--port", min=0, max=65535, metavar="N", help="Port to bind (0: a free one)."),
+    ] = 0,
     demo: Annotated[
         bool,
         typer.Option("--demo", help="Seed the demo tasks (automatic, manual, stopped, done)."),
@@ -754,17 +783,18 @@ def emulator(
     _start(verbose, quiet, False)
     from evalctl.emulator import run_foreground
 
-    options: dict[str, Any] = {}
-    if host is not None:
-        options["host"] = host
-    if port is not None:
-        options["port"] = port
     try:
-        run_foreground(demo=demo, **options)
-    except OSError as exc:
+        run_foreground(host=host, port=port, demo=demo)
+    except BrokenPipeError:  # stdout closed early (`| head`): not a failure, and no message
+        from evalctl._cli_output import _silence
+
+        _silence(sys.stdout)
+        raise typer.Exit(0) from None
+    except OSError as exc:  # the address is busy, not ours, or does not resolve
+        reason = exc.strerror or str(exc) or type(exc).__name__
         raise CliError(
-            f"cannot serve on {host or 'the default address'}: {exc}", EXIT_ERROR
-        ) from exc
+            f"cannot serve on {host}:{port}: {reason[:1].lower()}{reason[1:]}", EXIT_ERROR
+        ) from None
 
 
 @app.command()
@@ -1046,10 +1076,15 @@ def _streamed_ids(
             source.close()
 
 
-def _is_terminal(stream: TextIO) -> bool:
+def _stdin_is_a_terminal() -> bool:
+    """Whether a person can answer a prompt on stdin.
+
+    Not rich's `is_terminal`, which is about output (FORCE_COLOR must not turn a
+    pipe into a prompt): the CLI's one hand-written isatty check.
+    """
     try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stdin
         return False
 
 
@@ -1124,10 +1159,25 @@ def _failed(exc: Exception) -> int:
 
 def _usage_message(exc: Exception) -> str:
     """A parser error as one line, pointing at the right --help."""
-    message = " ".join(_click_message(exc).split())
+    message = _readable(" ".join(_click_message(exc).split()))
     ctx = getattr(exc, "ctx", None)
     path = getattr(ctx, "command_path", None) or PROG
     return f"{message} (see '{path} --help')"
+
+
+def _readable(message: str) -> str:
+    """typer's wording of a bad choice as a person would say it.
+
+    "Value error, 'v3' is not one of 'v1', 'v2'." becomes "'v3' (choose v1 or v2)".
+    """
+    import re
+
+    choice = re.search(r"Value error, (.+?) is not one of ((?:'[^']*'(?:, )?)+)\.?$", message)
+    if choice is None:
+        return message.replace("Value error, ", "")
+    names = re.findall(r"'([^']*)'", choice.group(2))
+    listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+    return f"{message[: choice.start()]}{choice.group(1)} (choose {listed})"
 
 
 def _click_message(exc: Exception) -> str:

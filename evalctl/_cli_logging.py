@@ -128,7 +128,7 @@ def configure(verbosity: int, fmt: str = "console", *, stream: TextIO | None = N
     else:
         stamper = structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False)
         renderer = structlog.dev.ConsoleRenderer(
-            colors=_is_tty(out) and "NO_COLOR" not in os.environ,
+            colors=wants_color(out),
             exception_formatter=structlog.dev.plain_traceback,
         )
     # Below -v the CLI prints each failed task as its own error line (with the
@@ -282,8 +282,21 @@ def tame_qianfan_logger(verbosity: int) -> None:
         logger.propagate = False
 
 
-def _is_tty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):  # a closed or replaced stream
+def is_terminal(stream: object) -> bool:
+    """Whether a person watches `stream`, as rich decides it (isatty, FORCE_COLOR, TTY_*).
+
+    The CLI's one terminal check: colours, the progress bar and where results go use it.
+    """
+    from rich.console import Console  # imported here: --help needs none of it
+
+    return Console(file=stream).is_terminal  # type: ignore[arg-type]  # any file-like object
+
+
+def wants_color(stream: object) -> bool:
+    """Whether to colour what goes to `stream`: a terminal, and neither NO_COLOR nor TERM=dumb."""
+    if "NO_COLOR" in os.environ:  # set at all, even empty (rich needs a value)
         return False
+    from rich.console import Console
+
+    console = Console(file=stream)  # type: ignore[arg-type]  # any file-like object
+    return console.is_terminal and console.color_system is not None

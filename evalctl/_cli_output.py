@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from evalctl._api import ordered_modes
-from evalctl._cli_logging import redact_text, write_stderr
+from evalctl._cli_logging import redact_text, wants_color, write_stderr
 
 if TYPE_CHECKING:
     # Types only: the library imports qianfan, which the CLI defers until a
@@ -123,7 +123,7 @@ class Output:
         self._out_stream = stdout
         self._err = stderr
         self._indent = indent
-        self._color = not json_mode and _wants_color(self._out)
+        self._color = not json_mode and wants_color(self._out)
         self._lock = threading.Lock()
         self._out_closed = False
 
@@ -309,15 +309,6 @@ def _log_ids_text(log_ids: tuple[str, ...]) -> str:
 
 def _clean(text: str | None) -> str | None:
     return None if text is None else redact_text(text)
-
-
-def _wants_color(stream: TextIO) -> bool:
-    if "NO_COLOR" in os.environ:
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _silence(stream: TextIO) -> None:

@@ -23,6 +23,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from evalctl._cli_logging import is_terminal
+
 if TYPE_CHECKING:
     from evalctl._batch import BatchProgress
 
@@ -57,7 +59,7 @@ class BatchProgressBar:
             transient=True,
             # Results print above the bar only when they share its terminal;
             # piped or redirected results must keep going where they were sent.
-            redirect_stdout=_is_terminal(sys.stdout),
+            redirect_stdout=is_terminal(sys.stdout),
             redirect_stderr=True,
         )
         self._total = total
@@ -81,10 +83,3 @@ class BatchProgressBar:
         self._progress.update(
             self._task, completed=progress.done, total=total, failed=progress.failed
         )
-
-
-def _is_terminal(stream: object) -> bool:
-    try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError):
-        return False
