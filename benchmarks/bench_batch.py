@@ -107,8 +107,8 @@ def main() -> None:
         f"logging: {_common.LOGGING_MODES['production']}",
     )
 
-    from evalctl._batch import cancel_eval_tasks
-    from evalctl._config import set_clock
+    from evalctl._base._config import set_clock
+    from evalctl._batch._run import cancel_eval_tasks
     from evalctl.emulator import pointed_at
 
     set_clock(None)  # real time, whatever EVALCTL_TESTING says
@@ -248,8 +248,8 @@ def _batch_process(conn: Any, base_url: str, ak: str, sk: str) -> None:
         QIANFAN_CONSOLE_API_BASE_URL=base_url, QIANFAN_ACCESS_KEY=ak, QIANFAN_SECRET_KEY=sk
     )
     _common.prepare("production")
-    from evalctl._batch import cancel_eval_tasks
-    from evalctl._config import set_clock
+    from evalctl._base._config import set_clock
+    from evalctl._batch._run import cancel_eval_tasks
 
     set_clock(None)
     while (job := conn.recv()) is not None:

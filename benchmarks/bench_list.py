@@ -57,7 +57,7 @@ def main() -> None:
     )
 
     import evalctl
-    from evalctl._config import set_clock
+    from evalctl._base._config import set_clock
     from evalctl.emulator import pointed_at
 
     set_clock(None)  # real time, whatever EVALCTL_TESTING says

@@ -115,7 +115,7 @@ def main() -> None:
         f"{args.n} messages of ~200 characters with one of {PLANTED} known values planted in"
         f" each, {known_more} more known values, best of {ROUNDS} rounds per side (ABBA)",
     )
-    from evalctl._redact import MASK, Redactor, SecretRegistry
+    from evalctl._base._redact import MASK, Redactor, SecretRegistry
 
     rng = random.Random(20261201)  # the same corpus every run
     planted = [_secret(rng) for _ in range(PLANTED)]

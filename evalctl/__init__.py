@@ -16,16 +16,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Final
 
-from evalctl import _sdknotice
+from evalctl._client import _sdknotice
 
 # Before the SDK is first imported, wherever that happens: its redis notice
 # (evalctl never uses redis) would otherwise top every user's output.
 _sdknotice.install()
 
 if TYPE_CHECKING:
-    from evalctl._batch import BatchProgress, BatchResult, TaskReport, cancel_eval_tasks
-    from evalctl._config import RetryPolicy
-    from evalctl._errors import (
+    from evalctl._base._config import RetryPolicy
+    from evalctl._base._errors import (
         APICallError,
         AuthenticationError,
         CancelRejectedError,
@@ -45,7 +44,9 @@ if TYPE_CHECKING:
         UnsafeRequestError,
         WaitTimeoutError,
     )
-    from evalctl._facade import (
+    from evalctl._base._model import CancelResult, EvalTask
+    from evalctl._batch._run import BatchProgress, BatchResult, TaskReport, cancel_eval_tasks
+    from evalctl._client._facade import (
         acall_action,
         acancel_eval_task,
         adescribe_eval_task,
@@ -53,17 +54,16 @@ if TYPE_CHECKING:
         cancel_eval_task,
         describe_eval_task,
     )
-    from evalctl._listing import ListedTask, alist_eval_tasks, list_eval_tasks
-    from evalctl._model import CancelResult, EvalTask
-    from evalctl._sdkguard import guard, unguard
+    from evalctl._client._listing import ListedTask, alist_eval_tasks, list_eval_tasks
+    from evalctl._client._sdkguard import guard, unguard
 
     __version__: str
 
 # public name → the private module that defines it.
 _EXPORTS: Final = {
-    "RetryPolicy": "evalctl._config",
+    "RetryPolicy": "evalctl._base._config",
     **dict.fromkeys(
-        ("BatchProgress", "BatchResult", "TaskReport", "cancel_eval_tasks"), "evalctl._batch"
+        ("BatchProgress", "BatchResult", "TaskReport", "cancel_eval_tasks"), "evalctl._batch._run"
     ),
     **dict.fromkeys(
         (
@@ -86,7 +86,7 @@ _EXPORTS: Final = {
             "UnsafeRequestError",
             "WaitTimeoutError",
         ),
-        "evalctl._errors",
+        "evalctl._base._errors",
     ),
     **dict.fromkeys(
         (
@@ -97,13 +97,15 @@ _EXPORTS: Final = {
             "cancel_eval_task",
             "describe_eval_task",
         ),
-        "evalctl._facade",
+        "evalctl._client._facade",
     ),
-    "CancelResult": "evalctl._model",
-    "EvalTask": "evalctl._model",
-    "guard": "evalctl._sdkguard",
-    "unguard": "evalctl._sdkguard",
-    **dict.fromkeys(("ListedTask", "alist_eval_tasks", "list_eval_tasks"), "evalctl._listing"),
+    "CancelResult": "evalctl._base._model",
+    "EvalTask": "evalctl._base._model",
+    "guard": "evalctl._client._sdkguard",
+    "unguard": "evalctl._client._sdkguard",
+    **dict.fromkeys(
+        ("ListedTask", "alist_eval_tasks", "list_eval_tasks"), "evalctl._client._listing"
+    ),
 }
 
 

@@ -12,7 +12,7 @@ how subprocess tests of the CLI avoid real backoff.
 
 from __future__ import annotations
 
-from evalctl._config import Clock, VirtualClock, get_clock, set_clock
+from evalctl._base._config import Clock, VirtualClock, get_clock, set_clock
 
 __all__ = ["VirtualClock", "is_testing", "set_testing"]
 

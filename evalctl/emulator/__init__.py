@@ -4,6 +4,9 @@ It verifies BCE v1 signatures, serves the evaluation routes of both API
 generations with the real response shapes, keeps tasks and their states,
 refuses what the cloud refuses, and injects faults on demand. Use it through
 the `qianfan_emulator` pytest fixture, `pointed_at`, or ``evalctl emulator``.
+
+May import: `_base` (the API's facts), never the client it stands in for the
+server of; its pytest plugin (`pytest_plugin`) also the client's guard.
 """
 
 from evalctl.emulator._defaults import DEFAULT_AK, DEFAULT_SK

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import _replies
 from evalctl.emulator._auth import Verifier
 from evalctl.emulator._defaults import QPS_WINDOW_S

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Final, TextIO
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator._defaults import (
     DEFAULT_AK,
     DEFAULT_HOST,

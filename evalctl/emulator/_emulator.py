@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator._auth import Verifier
 from evalctl.emulator._console import Console, RawBody
 from evalctl.emulator._defaults import (

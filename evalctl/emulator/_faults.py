@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator._defaults import DEFAULT_RETRY_AFTER
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, unquote
 
-from evalctl import _api
+from evalctl._base import _api
 
 _ACTION_KEY: Final = "Action"
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import _replies
 from evalctl.emulator._defaults import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from evalctl.emulator._replies import Api, IdSource, Reply

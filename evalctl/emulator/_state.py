@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from evalctl import _api
+from evalctl._base import _api
 
 V1_STATES: Final = frozenset(
     {

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Guard the session when ``EVALCTL_GUARD=1``; remember to undo it at the end."""
-    from evalctl import _sdkguard
+    from evalctl._client import _sdkguard
 
     if _sdkguard.guard_from_environment():
         config.add_cleanup(_sdkguard.unguard)

@@ -16,14 +16,10 @@ from typing import Any
 import pytest
 from helpers import events
 
-from evalctl import (
-    ConfigurationError,
-    InvalidTaskIdError,
-    MissingCredentialsError,
-    RetryPolicy,
-    _api,
-)
-from evalctl._batch import (
+from evalctl import ConfigurationError, InvalidTaskIdError, MissingCredentialsError, RetryPolicy
+from evalctl._base import _api
+from evalctl._base._errors import EXIT_INTERRUPTED
+from evalctl._batch._run import (
     BATCH_EVENT,
     QUEUE_PER_WORKER,
     BatchProgress,
@@ -31,8 +27,7 @@ from evalctl._batch import (
     TaskReport,
     cancel_eval_tasks,
 )
-from evalctl._errors import EXIT_INTERRUPTED
-from evalctl._limits import RETRY_BUDGET, RETRY_COST
+from evalctl._core._limits import RETRY_BUDGET, RETRY_COST
 from evalctl.emulator import Emulator
 
 

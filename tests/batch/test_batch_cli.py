@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator, sdk_environment
 
 EVALCTL = shutil.which("evalctl", path=str(Path(sys.executable).parent))

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from helpers import events
 
-from evalctl import ConfigurationError, _api
-from evalctl._batch import TaskReport, cancel_eval_tasks
-from evalctl._journal import UNREADABLE_EVENT, Journal, final_record, read_journal
-from evalctl._model import CancelResult
+from evalctl import ConfigurationError
+from evalctl._base import _api
+from evalctl._base._model import CancelResult
+from evalctl._batch._journal import UNREADABLE_EVENT, Journal, final_record, read_journal
+from evalctl._batch._run import TaskReport, cancel_eval_tasks
 from evalctl.emulator import Emulator
 from evalctl.emulator._defaults import DEFAULT_APP_AK, DEFAULT_APP_SK
 

@@ -12,7 +12,7 @@ import pytest
 from helpers import events
 
 from evalctl import ConfigurationError
-from evalctl._limits import (
+from evalctl._core._limits import (
     BUDGET_EVENT,
     RETRY_BUDGET,
     RETRY_COST,
@@ -20,7 +20,7 @@ from evalctl._limits import (
     check_qps,
     retry_cost,
 )
-from evalctl._transport import Failure
+from evalctl._wire._transport import Failure
 
 HTTP_503 = Failure("http", "Service Unavailable", http_status=503)
 HTTP_429 = Failure("http", "Too Many Requests", http_status=429)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from evalctl._batch import cancel_eval_tasks
-from evalctl._limits import BURST_S
+from evalctl._batch._run import cancel_eval_tasks
+from evalctl._core._limits import BURST_S
 from evalctl.emulator import Emulator, pointed_at
 from evalctl.testing import set_testing
 

@@ -15,16 +15,17 @@ from typing import Any
 
 import pytest
 
-from evalctl import RetryPolicy, _api
-from evalctl._batch import (
+from evalctl import RetryPolicy
+from evalctl._base import _api
+from evalctl._base._model import EvalTask
+from evalctl._batch._journal import SETTLING_ERRORS, SETTLING_OUTCOMES, read_journal, settles
+from evalctl._batch._run import (
     BY_EARLIER_RUN,
     QUEUE_PER_WORKER,
     BatchProgress,
     TaskReport,
     cancel_eval_tasks,
 )
-from evalctl._journal import SETTLING_ERRORS, SETTLING_OUTCOMES, read_journal, settles
-from evalctl._model import EvalTask
 from evalctl.emulator import Emulator, pointed_at
 
 

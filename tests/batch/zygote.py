@@ -4,7 +4,7 @@ A run of the console script spends most of its first second importing
 qianfan; a test that kills many runs (kill -9) would spend its time there.
 This process imports once, single-threaded, then per line on stdin —
 ``["run", stdout_path, stderr_path, *argv]`` or ``["wait", pid]`` — forks a
-child that runs ``evalctl._cli.run(argv)`` with its streams on those files
+child that runs ``evalctl._cli._app.run(argv)`` with its streams on those files
 (printing the child's pid), or reaps a child (printing its exit status).
 The children are real processes: the test kills them with SIGKILL.
 """
@@ -15,11 +15,11 @@ import json
 import os
 import sys
 
-import evalctl._batch
-import evalctl._cli
-import evalctl._cli_output
+import evalctl._batch._run
+import evalctl._cli._app
+import evalctl._cli._output
 
-assert evalctl._batch  # the library and qianfan are imported now
+assert evalctl._batch._run  # the library and qianfan are imported now
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
                 opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 os.dup2(opened, fd)
                 os.close(opened)
-            code = evalctl._cli.run(argv)
+            code = evalctl._cli._app.run(argv)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)

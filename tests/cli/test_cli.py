@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from evalctl import _api
-from evalctl._cli import _failed, _globals
-from evalctl._cli_logging import QianfanLogFilter
+from evalctl._base import _api
+from evalctl._cli._app import _failed, _globals
+from evalctl._cli._logging import QianfanLogFilter
 from evalctl.emulator import Emulator, sdk_environment
 from evalctl.emulator._defaults import DEFAULT_APP_AK, DEFAULT_APP_SK
 
@@ -630,7 +630,8 @@ def test_qianfan_log_filter_drops_the_redis_notice_and_redacts_the_rest() -> Non
 
 def test_cli_exit_codes_match_the_library_ones() -> None:
     """The CLI's own copies of the exit codes (kept to start fast) equal the library's."""
-    from evalctl import _cli, _errors
+    from evalctl._base import _errors
+    from evalctl._cli import _app as _cli
 
     assert (_cli.EXIT_ERROR, _cli.EXIT_USAGE, _cli.EXIT_INTERRUPTED) == (
         _errors.EXIT_ERROR,

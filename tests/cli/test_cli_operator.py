@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from evalctl import _batch, _cli
+from evalctl._batch import _run as _batch
+from evalctl._cli import _app as _cli
 from evalctl.emulator import Emulator, sdk_environment
 from evalctl.emulator._defaults import DEFAULT_HOST
 
@@ -225,7 +226,7 @@ def test_one_terminal_check_colours_only_a_terminal_that_wants_them(
     turn colours off."""
     import pty
 
-    from evalctl._cli_logging import is_terminal, wants_color
+    from evalctl._cli._logging import is_terminal, wants_color
 
     for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(name, raising=False)

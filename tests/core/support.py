@@ -12,7 +12,7 @@ import pytest
 from qianfan.resources.typing import QfResponse
 
 import evalctl
-from evalctl import _api
+from evalctl._base import _api
 
 T = TypeVar("T")
 
@@ -229,10 +229,10 @@ def cancel_with_hook(
     The hook runs once the pre-check cleared the task, before the first stop:
     a test changes the emulator there (a fault for what comes after).
     """
-    from evalctl._facade import prepare_cancel
-    from evalctl._ids import validate_task_id
-    from evalctl._options import GivenKeys, check_options
-    from evalctl._runner import arun, run
+    from evalctl._base._ids import validate_task_id
+    from evalctl._client._facade import prepare_cancel
+    from evalctl._core._options import GivenKeys, check_options
+    from evalctl._core._runner import arun, run
 
     options = check_options(
         keys=GivenKeys(), api=client.api.name, retry=evalctl.RetryPolicy(**policy)

@@ -14,7 +14,7 @@ from helpers import events
 
 import evalctl
 from core.support import ApiSpec
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator, pointed_at
 
 

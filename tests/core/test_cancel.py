@@ -36,9 +36,9 @@ from evalctl import (
     TaskNotFoundError,
     TransportError,
     WaitTimeoutError,
-    _api,
 )
-from evalctl._config import WAIT_POLL_INITIAL_S
+from evalctl._base import _api
+from evalctl._base._config import WAIT_POLL_INITIAL_S
 from evalctl.emulator import Emulator, pointed_at
 from evalctl.testing import VirtualClock
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from core.support import APIS, ApiSpec
-from evalctl import ManualEvaluationError, _api
+from evalctl import ManualEvaluationError
+from evalctl._base import _api
 from evalctl.emulator import Emulator, sdk_environment
 
 #: A console call as the qianfan documentation writes one.

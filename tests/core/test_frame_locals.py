@@ -31,7 +31,7 @@ from evalctl import (
     RetryPolicy,
     StopUnconfirmedError,
 )
-from evalctl._transport import Reply
+from evalctl._wire._transport import Reply
 from evalctl.emulator import Emulator, pointed_at
 from evalctl.emulator._defaults import DEFAULT_APP_AK, DEFAULT_APP_SK
 

@@ -15,14 +15,8 @@ import pytest
 import structlog
 
 from core.support import ApiSpec, Client, without_duration
-from evalctl import (
-    ManualEvaluationError,
-    RetryExhaustedError,
-    RetryPolicy,
-    TaskNotFoundError,
-    _api,
-    _logging,
-)
+from evalctl import ManualEvaluationError, RetryExhaustedError, RetryPolicy, TaskNotFoundError
+from evalctl._base import _api, _logging
 from evalctl.emulator import Emulator
 
 NO_JITTER = RetryPolicy(initial_wait=0.5, jitter=False)

@@ -11,8 +11,8 @@ import pytest
 
 from core.support import APIS, ApiSpec
 from evalctl import cancel_eval_tasks
-from evalctl._limits import RETRY_BUDGET, RETRY_COST, RetryBudget
-from evalctl._transport import Failure
+from evalctl._core._limits import RETRY_BUDGET, RETRY_COST, RetryBudget
+from evalctl._wire._transport import Failure
 from evalctl.emulator import Emulator
 
 HTTP_503 = Failure("http", "Service Unavailable", http_status=503)

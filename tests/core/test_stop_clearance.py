@@ -27,7 +27,7 @@ from evalctl import (
     StopUnconfirmedError,
     UnsafeRequestError,
 )
-from evalctl._errors import EXIT_STOP_UNCONFIRMED
+from evalctl._base._errors import EXIT_STOP_UNCONFIRMED
 from evalctl.emulator import Emulator
 
 

@@ -22,15 +22,15 @@ from evalctl import (
     PrecheckError,
     RetryPolicy,
     TransportError,
-    _api,
 )
-from evalctl._failures import plain_error
-from evalctl._generations import V1, V2, parse_detail, stop_generation
-from evalctl._ids import validate_task_id
-from evalctl._precheck import Verdict, decide, read_eval_modes
-from evalctl._redact import Redactor
-from evalctl._retry import backoff, is_transient
-from evalctl._transport import Failure, _retry_after
+from evalctl._base import _api
+from evalctl._base._ids import validate_task_id
+from evalctl._base._redact import Redactor
+from evalctl._core._failures import plain_error
+from evalctl._core._retry import backoff, is_transient
+from evalctl._safety._generations import V1, V2, parse_detail, stop_generation
+from evalctl._safety._precheck import Verdict, decide, read_eval_modes
+from evalctl._wire._transport import Failure, _retry_after
 
 # --- task ids -----------------------------------------------------------------------
 

@@ -27,8 +27,9 @@ from qianfan.resources.requestor import console_requestor as sdk_requestor
 from qianfan.resources.typing import QfRequest, QfResponse
 
 import evalctl
-from evalctl import _api, _sdkguard
-from evalctl._errors import UnsafeRequestError
+from evalctl._base import _api
+from evalctl._base._errors import UnsafeRequestError
+from evalctl._client import _sdkguard
 from evalctl.emulator import Emulator
 
 #: The SDK's own objects, kept in a dict: guard() rebinds module globals bound

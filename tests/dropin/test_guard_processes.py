@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator, sdk_environment
 
 #: ``qianfan api …`` in an interpreter guarded before the SDK's CLI is imported,

@@ -10,7 +10,7 @@ import logging
 import subprocess
 import sys
 
-from evalctl import _sdknotice
+from evalctl._client import _sdknotice
 
 # As in a project without redis-py (the SDK's usual case; the test extra
 # installs it for the shared rate limit, which would silence the SDK).

@@ -14,7 +14,7 @@ from qianfan import get_config
 from qianfan.errors import RequestError
 from qianfan.resources.console.utils import call_action
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator
 
 SIGNATURE_MISMATCH = "SignatureDoesNotMatch, cause: Fail to authn user: Signature does not match"

@@ -11,7 +11,7 @@ from qianfan.errors import APIError, RequestError
 from qianfan.resources.console.utils import call_action
 from qianfan.resources.typing import QfResponse
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import TRANSIENT_FAULTS, Emulator, Fault, pointed_at
 from evalctl.emulator._console import QpsWindow
 

@@ -18,7 +18,7 @@ from baidubce.auth.bce_credentials import BceCredentials  # type: ignore[import-
 from baidubce.auth.bce_v1_signer import sign  # type: ignore[import-untyped]
 from baidubce.utils import get_canonical_time  # type: ignore[import-untyped]
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator
 from evalctl.emulator._gateway import is_stop, read_target
 

@@ -16,7 +16,7 @@ import pytest
 from qianfan import get_config
 from qianfan.resources.console.utils import call_action
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import (
     DEFAULT_AK,
     DEFAULT_SK,

@@ -7,7 +7,7 @@ import requests
 from qianfan.errors import RequestError
 from qianfan.resources.console.utils import call_action
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator, RecordedRequest
 
 

@@ -13,7 +13,7 @@ from qianfan.resources.console.utils import call_action
 from qianfan.resources.requestor.console_requestor import ConsoleAPIRequestor
 from qianfan.resources.typing import QfRequest, QfResponse, RetryConfig
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator, Fault, pointed_at
 
 DETAIL = _api.V1_DETAIL_ROUTE

@@ -16,7 +16,7 @@ from baidubce.utils import get_canonical_time  # type: ignore[import-untyped]
 from qianfan.errors import RequestError
 from qianfan.resources.console.utils import call_action
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator, pointed_at
 
 

@@ -9,7 +9,7 @@ import pytest
 from qianfan.errors import RequestError
 from qianfan.resources.console.utils import call_action
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator, pointed_at
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator
 
 AK = "select-test-ak-9Hq3Zp"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import evalctl
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator, pointed_at
 from evalctl.testing import VirtualClock, set_testing
 

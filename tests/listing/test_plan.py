@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evalctl import ListedTask
-from evalctl._listing import PlanEntry, plan_entry, plan_selection
+from evalctl._client._listing import PlanEntry, plan_entry, plan_selection
 
 
 def listed(state: str, eval_type: str = "auto") -> ListedTask:

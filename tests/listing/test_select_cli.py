@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator
 from listing.support import (
     DETAIL_V1,

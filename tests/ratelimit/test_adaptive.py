@@ -17,7 +17,7 @@ import pytest
 from helpers import events
 
 from evalctl import cancel_eval_tasks
-from evalctl._limits import (
+from evalctl._core._limits import (
     COOLDOWN_S,
     DECREASE_FACTOR,
     DOUBLING_S,
@@ -385,7 +385,7 @@ def test_the_batch_hands_each_429s_retry_after_to_the_limiter(
 
 def test_the_curves_stay_finite_numbers_however_long_a_batch_runs() -> None:
     """No OverflowError after hours (2.0 ** t and the probe's cube overflow a float)."""
-    from evalctl._limits import SLOW_START_MAX_QPS, probe, slow_start
+    from evalctl._core._limits import SLOW_START_MAX_QPS, probe, slow_start
 
     assert slow_start(13 * 60.0) == math.inf  # 2.0 ** 1040 would raise
     assert slow_start(1e12) == math.inf

@@ -24,8 +24,8 @@ import pytest
 from helpers import events
 
 from evalctl import cancel_eval_tasks
-from evalctl._batch import TaskReport
-from evalctl._sharedlimit import FALLBACK_EVENT
+from evalctl._batch._run import TaskReport
+from evalctl._core._sharedlimit import FALLBACK_EVENT
 from evalctl.emulator import Emulator, RecordedRequest, sdk_environment
 
 from .conftest import RedisServer, closed_port
@@ -38,7 +38,7 @@ EVALCTL = shutil.which("evalctl", path=str(Path(sys.executable).parent)) or shut
 BATCH_SCRIPT = """
 import json, sys
 import evalctl
-import evalctl._batch, evalctl._sharedlimit, redis  # the SDK and redis-py: loaded before the go
+import evalctl._batch._run, evalctl._core._sharedlimit, redis  # SDK + redis-py: before the go
 print("ready", flush=True)
 sys.stdin.readline()
 ids = open(sys.argv[3]).read().split()

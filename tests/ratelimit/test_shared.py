@@ -17,9 +17,9 @@ import redis
 from helpers import events
 
 from evalctl import ConfigurationError
-from evalctl._config import Clock, get_clock
-from evalctl._limits import HEADROOM, PAUSE_EVENT, AdaptiveRateLimiter
-from evalctl._sharedlimit import (
+from evalctl._base._config import Clock, get_clock
+from evalctl._core._limits import HEADROOM, PAUSE_EVENT, AdaptiveRateLimiter
+from evalctl._core._sharedlimit import (
     FALLBACK_EVENT,
     RateLimitUnavailableError,
     RateLimitUnreachableError,

@@ -28,7 +28,7 @@ from qianfan import get_config
 
 import evalctl
 from evalctl import ConfigurationError, InvalidTaskIdError, MissingCredentialsError, RetryPolicy
-from evalctl._batch import cancel_eval_tasks
+from evalctl._batch._run import cancel_eval_tasks
 from evalctl.emulator import Emulator, sdk_environment
 
 MAX_MESSAGE = 300

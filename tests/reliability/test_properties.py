@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 import evalctl
-from evalctl import _api
-from evalctl._ids import validate_task_id
-from evalctl._precheck import read_eval_modes
+from evalctl._base import _api
+from evalctl._base._ids import validate_task_id
+from evalctl._safety._precheck import read_eval_modes
 from evalctl.emulator import Emulator, Fault
 from evalctl.emulator._state import includes_manual
 from reliability.conftest import wiped

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from evalctl import RetryPolicy, _api
-from evalctl._batch import TaskReport, cancel_eval_tasks
+from evalctl import RetryPolicy
+from evalctl._base import _api
+from evalctl._batch._run import TaskReport, cancel_eval_tasks
 from evalctl.emulator import Emulator, Fault, pointed_at
 from evalctl.emulator._state import includes_manual
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from evalctl import _api
+from evalctl._base import _api
 
 BASE_URL = "http://127.0.0.1:9"
 

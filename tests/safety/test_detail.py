@@ -16,14 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from evalctl import _api
-from evalctl._errors import ManualEvaluationError, PrecheckError
-from evalctl._generations import V1, V2, Generation, parse_detail
-from evalctl._ids import TaskId
-from evalctl._model import EvalTask
-from evalctl._precheck import Verdict, decide
-from evalctl._redact import Redactor
-from evalctl._strictjson import loads
+from evalctl._base import _api
+from evalctl._base._errors import ManualEvaluationError, PrecheckError
+from evalctl._base._ids import TaskId
+from evalctl._base._model import EvalTask
+from evalctl._base._redact import Redactor
+from evalctl._base._strictjson import loads
+from evalctl._safety._generations import V1, V2, Generation, parse_detail
+from evalctl._safety._precheck import Verdict, decide
 
 TASK = "ame-checked001"
 

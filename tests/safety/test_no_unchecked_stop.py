@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import evalctl
-from evalctl import _api
+from evalctl._base import _api
 from evalctl.emulator import Emulator, pointed_at
 from safety.spellings import BASE_URL, spellings
 from safety.stops import answer_detail, detail_text, named_ids, stops

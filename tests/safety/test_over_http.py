@@ -15,8 +15,8 @@ import pytest
 from core.support import ApiSpec, Client, Flavour
 
 import evalctl
-from evalctl import _api
-from evalctl._errors import (
+from evalctl._base import _api
+from evalctl._base._errors import (
     EvalctlError,
     InvalidTaskIdError,
     ManualEvaluationError,

@@ -19,10 +19,10 @@ import yarl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evalctl import _api
-from evalctl._errors import UnsafeRequestError
-from evalctl._generations import V1, V2, Generation, stop_generation
-from evalctl._stopguard import Clearance, check_stop_body, classify, guard
+from evalctl._base import _api
+from evalctl._base._errors import UnsafeRequestError
+from evalctl._safety._generations import V1, V2, Generation, stop_generation
+from evalctl._safety._stopguard import Clearance, check_stop_body, classify, guard
 from evalctl.emulator._gateway import is_stop, read_target
 from safety.spellings import BASE_URL, id_values, spellings
 

@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evalctl._errors import (
+from evalctl._base._errors import (
     InvalidTaskIdError,
     ManualEvaluationError,
     PrecheckError,
     TaskNotFoundError,
     UnsafeRequestError,
 )
-from evalctl._ids import shown_id, validate_task_id
-from evalctl._strictjson import loads
+from evalctl._base._ids import shown_id, validate_task_id
+from evalctl._base._strictjson import loads
 
 # --- strict JSON ----------------------------------------------------------------------------
 

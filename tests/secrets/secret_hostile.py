@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
-from evalctl import _api
+from evalctl._base import _api
 
 MAX_REQUESTS: Final = 2000
 _MAX_BODY: Final = 1 << 20

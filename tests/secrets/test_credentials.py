@@ -11,8 +11,8 @@ import pytest
 import structlog
 
 from evalctl import ConfigurationError, MissingCredentialsError
-from evalctl._credentials import Credentials, check_key, resolve_credentials
-from evalctl._redact import SECRETS
+from evalctl._base._credentials import Credentials, check_key, resolve_credentials
+from evalctl._base._redact import SECRETS
 
 AK = "AKc4Wq9Lm2Tx7Rb5"
 SK = "SKn8Fz3Hv6Pd1Gk0"

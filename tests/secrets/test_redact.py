@@ -21,8 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from secret_hostile import HostileServer
 
-from evalctl import _cli_logging
-from evalctl._redact import (
+from evalctl._base._redact import (
     MASK,
     MIN_SECRET_LENGTH,
     SECRETS,
@@ -31,6 +30,7 @@ from evalctl._redact import (
     remember,
     remember_authorization,
 )
+from evalctl._cli import _logging as _cli_logging
 
 AK = "AKr2Tm8Vq4Lw6Xz0"
 SK = "SKp9Hd3Nf7Bc1Gy5"

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from evalctl._credentials import Credentials
-from evalctl._redact import Redactor
-from evalctl._stopguard import Clearance
-from evalctl._transport import Reply, Wire, asend, send
+from evalctl._base._credentials import Credentials
+from evalctl._base._redact import Redactor
+from evalctl._safety._stopguard import Clearance
+from evalctl._wire._transport import Reply, Wire, asend, send
 from evalctl.emulator import Emulator
 
 Flavour = Literal["sync", "async"]

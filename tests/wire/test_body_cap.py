@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import pytest
 
-from evalctl._credentials import Credentials
-from evalctl._transport import MAX_BODY_BYTES, AttemptFailed
+from evalctl._base._credentials import Credentials
+from evalctl._wire._transport import MAX_BODY_BYTES, AttemptFailed
 
 from .support import FLAVOURS, JSON_HEAD, Flavour, HostileServer, call, pointed_to
 
@@ -28,9 +28,9 @@ CLIENT = textwrap.dedent(
     """
     import asyncio, json, resource, sys
     from qianfan import get_config
-    from evalctl._credentials import Credentials
-    from evalctl._redact import Redactor
-    from evalctl._transport import AttemptFailed, Wire, asend, send
+    from evalctl._base._credentials import Credentials
+    from evalctl._base._redact import Redactor
+    from evalctl._wire._transport import AttemptFailed, Wire, asend, send
 
     config = get_config()
     creds, wire, redactor = Credentials("ak-huge", "sk-huge"), Wire(), Redactor()

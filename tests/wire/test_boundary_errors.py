@@ -13,9 +13,9 @@ from typing import cast
 import pytest
 
 from evalctl import RetryPolicy, describe_eval_task
-from evalctl._credentials import Credentials
-from evalctl._errors import ConfigurationError, EvalctlError
-from evalctl._transport import AttemptFailed
+from evalctl._base._credentials import Credentials
+from evalctl._base._errors import ConfigurationError, EvalctlError
+from evalctl._wire._transport import AttemptFailed
 from evalctl.emulator import Emulator
 
 from .support import FLAVOURS, Flavour, call, pointed_to
@@ -74,7 +74,7 @@ def _everything_shown(error: BaseException, frames_of: str) -> str:
 
 
 def _assert_no_secret(
-    error: BaseException, *secrets: str, frames_of: str = "evalctl/_transport.py"
+    error: BaseException, *secrets: str, frames_of: str = "evalctl/_wire/_transport.py"
 ) -> None:
     text = _everything_shown(error, frames_of)
     assert "bce-auth-v1" not in text

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from evalctl import _api
-from evalctl._errors import UnsafeRequestError
-from evalctl._generations import V1, V2, Generation
-from evalctl._stopguard import Clearance
+from evalctl._base import _api
+from evalctl._base._errors import UnsafeRequestError
+from evalctl._safety._generations import V1, V2, Generation
+from evalctl._safety._stopguard import Clearance
 from evalctl.emulator import Emulator
 
 from .support import FLAVOURS, Flavour, call, credentials_of

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from evalctl._credentials import Credentials
-from evalctl._transport import AttemptFailed
+from evalctl._base._credentials import Credentials
+from evalctl._wire._transport import AttemptFailed
 
 from .support import FLAVOURS, JSON_HEAD, Flavour, HostileServer, call, pointed_to, trickle
 

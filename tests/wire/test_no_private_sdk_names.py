@@ -103,7 +103,7 @@ def test_the_scan_catches_each_kind_of_private_use() -> None:
 def test_the_wire_does_not_use_the_sdk_requestor() -> None:
     """Signing and sending are evalctl's own: no SDK requestor or HTTP client in the wire,
     and no evalctl class derives from the SDK's requestor (the guard may patch it)."""
-    wire = PACKAGE / "_transport.py"
+    wire = PACKAGE / "_wire" / "_transport.py"
     for node in ast.walk(ast.parse(wire.read_text(), str(wire))):
         if isinstance(node, ast.ImportFrom) and node.module:
             assert not node.module.startswith("qianfan.resources.requestor"), node.module

@@ -16,10 +16,18 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from evalctl import _api
-from evalctl._errors import ConfigurationError, UnsafeRequestError
-from evalctl._redact import Redactor
-from evalctl._transport import AttemptFailed, Wire, _async_url, _endpoint, _sync_url, asend, send
+from evalctl._base import _api
+from evalctl._base._errors import ConfigurationError, UnsafeRequestError
+from evalctl._base._redact import Redactor
+from evalctl._wire._transport import (
+    AttemptFailed,
+    Wire,
+    _async_url,
+    _endpoint,
+    _sync_url,
+    asend,
+    send,
+)
 from evalctl.emulator import Emulator, pointed_at
 
 from .support import credentials_of

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from evalctl._credentials import Credentials
+from evalctl._base._credentials import Credentials
 
 from .support import FLAVOURS, JSON_HEAD, Flavour, HostileServer, call, pointed_to
 

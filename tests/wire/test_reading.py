@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from evalctl import _api
-from evalctl._transport import AttemptFailed
+from evalctl._base import _api
+from evalctl._wire._transport import AttemptFailed
 from evalctl.emulator import Emulator
 
 from .support import FLAVOURS, Flavour, call, credentials_of

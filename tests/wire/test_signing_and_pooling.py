@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from evalctl import _api
-from evalctl._redact import MASK, Redactor
-from evalctl._transport import Wire, asend, send
+from evalctl._base import _api
+from evalctl._base._redact import MASK, Redactor
+from evalctl._wire._transport import Wire, asend, send
 from evalctl.emulator import Emulator
 
 from .support import FLAVOURS, Flavour, call, credentials_of, pointed_to
@@ -59,8 +59,8 @@ def test_a_route_the_client_re_encodes_is_signed_over_the_path_as_sent(
 def test_a_wrong_secret_key_is_refused_by_the_signature_check(
     flavour: Flavour, emulator: Emulator
 ) -> None:
-    from evalctl._credentials import Credentials
-    from evalctl._transport import AttemptFailed
+    from evalctl._base._credentials import Credentials
+    from evalctl._wire._transport import AttemptFailed
 
     task_id = emulator.add_task()
 
@@ -208,7 +208,7 @@ def test_wire_close_closes_the_session_of_a_loop_closed_without_shutdown(
 
 def test_the_signature_covers_exactly_the_headers_the_sdk_signs(emulator: Emulator) -> None:
     """Content-Type, Host, request-source, x-bce-date — not the client's hop-by-hop headers."""
-    from evalctl._transport import _sign_headers
+    from evalctl._wire._transport import _sign_headers
 
     url = f"{emulator.base_url}{_api.V1_DETAIL_ROUTE}?Action="
     signed = _sign_headers(url, credentials_of(emulator), {"Connection": "keep-alive"})

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from evalctl._credentials import Credentials
-from evalctl._transport import AttemptFailed
+from evalctl._base._credentials import Credentials
+from evalctl._wire._transport import AttemptFailed
 
 from .support import (
     FLAVOURS,
