@@ -1,4 +1,4 @@
-"""Settings with their defaults in one place, and the clock that retries wait on.
+"""Settings (the defaults are in `_defaults`), and the clock that retries wait on.
 
 The clock is swappable so that tests (ours and our users') never wait real
 backoff time: `evalctl.testing.set_testing(True)` installs a virtual clock
@@ -16,39 +16,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
-from evalctl._base import _api
-from evalctl._base._errors import ConfigurationError
-
-DEFAULT_MAX_ATTEMPTS: Final = 5
-DEFAULT_INITIAL_WAIT_S: Final = 0.5
-DEFAULT_MAX_WAIT_S: Final = 20.0
-DEFAULT_DEADLINE_S: Final = 60.0
-DEFAULT_ATTEMPT_TIMEOUT_S: Final = 10.0
-DEFAULT_WAIT_TIMEOUT_S: Final = 600.0
-
-#: Polling while `wait=True`: first pause, growth factor, and cap.
-WAIT_POLL_INITIAL_S: Final = 1.0
-WAIT_POLL_FACTOR: Final = 1.5
-WAIT_POLL_MAX_S: Final = 10.0
-
-TRANSIENT_HTTP_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
-TRANSIENT_ERROR_CODES: Final = frozenset(
-    {
-        _api.CODE_SERVICE_UNAVAILABLE,
-        _api.CODE_REQUEST_LIMIT,
-        _api.CODE_QPS_LIMIT,
-        _api.CODE_INTERNAL_ERROR,
-        _api.CODE_SERVER_HIGH_LOAD,
-        _api.CODE_CONSOLE_INTERNAL_ERROR,
-    }
+from evalctl._base._defaults import (
+    DEFAULT_ATTEMPT_TIMEOUT_S,
+    DEFAULT_DEADLINE_S,
+    DEFAULT_INITIAL_WAIT_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_WAIT_S,
+    ENV_DEADLINE_S,
+    ENV_MAX_ATTEMPTS,
+    ENV_TESTING,
+    TRANSIENT_ERROR_CODES,
+    TRANSIENT_HTTP_STATUSES,
 )
-#: Codes and statuses that mean "slow down", for the batch's adaptive rate.
-THROTTLE_ERROR_CODES: Final = frozenset({_api.CODE_REQUEST_LIMIT, _api.CODE_QPS_LIMIT})
-THROTTLE_HTTP_STATUSES: Final = frozenset({429})
-
-ENV_MAX_ATTEMPTS: Final = "EVALCTL_MAX_ATTEMPTS"
-ENV_DEADLINE_S: Final = "EVALCTL_DEADLINE_S"
-ENV_TESTING: Final = "EVALCTL_TESTING"
+from evalctl._base._errors import ConfigurationError
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ from typing import Any, ClassVar, Final
 
 from evalctl._base import _logging
 from evalctl._base._api import ApiVersion
-from evalctl._base._config import DEFAULT_WAIT_TIMEOUT_S, Clock, RetryPolicy, get_clock
+from evalctl._base._config import Clock, RetryPolicy, get_clock
+from evalctl._base._defaults import DEFAULT_WAIT_TIMEOUT_S
 from evalctl._base._errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,

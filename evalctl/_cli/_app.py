@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO
 
 import typer
 
+from evalctl._base._defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_WAIT_TIMEOUT_S, ENV_MAX_ATTEMPTS
 from evalctl._cli._logging import is_terminal
 from evalctl._cli._output import PROG  # the one spelling of the program's name
 
@@ -245,7 +246,7 @@ def _version_callback(value: bool) -> None:
 def _positive(value: float | None) -> float | None:
     """Parameter check: a finite number > 0 (or absent)."""
     if value is not None and not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"{value} is not a number > 0")
+        raise typer.BadParameter(f"'{value:g}' (must be a number above 0)")
     return value
 
 
@@ -309,7 +310,7 @@ def cancel(
             "--timeout",
             min=0,
             metavar="S",
-            help="Seconds to wait for Stopped with --wait [default: 600].",
+            help=f"Seconds to wait for Stopped with --wait [default: {DEFAULT_WAIT_TIMEOUT_S:g}].",
             show_default=False,
         ),
     ] = None,
@@ -384,7 +385,8 @@ def cancel(
             "--max-attempts",
             min=1,
             metavar="N",
-            help="Attempts per request, the first included [default: EVALCTL_MAX_ATTEMPTS or 5].",
+            help="Attempts per request, the first included"
+            f" [default: {ENV_MAX_ATTEMPTS} or {DEFAULT_MAX_ATTEMPTS}].",
             show_default=False,
         ),
     ] = None,
@@ -579,7 +581,8 @@ def list_tasks(
             "--max-attempts",
             min=1,
             metavar="N",
-            help="Attempts per page, the first included [default: EVALCTL_MAX_ATTEMPTS or 5].",
+            help="Attempts per page, the first included"
+            f" [default: {ENV_MAX_ATTEMPTS} or {DEFAULT_MAX_ATTEMPTS}].",
             show_default=False,
         ),
     ] = None,
@@ -1158,7 +1161,7 @@ def _failed(exc: Exception) -> int:
 
 def _usage_message(exc: Exception) -> str:
     """A parser error as one line, pointing at the right --help."""
-    message = _readable(" ".join(_click_message(exc).split()))
+    message = _numeric(exc) or _readable(" ".join(_click_message(exc).split()))
     ctx = getattr(exc, "ctx", None)
     path = getattr(ctx, "command_path", None) or PROG
     return f"{message} (see '{path} --help')"
@@ -1177,6 +1180,43 @@ def _readable(message: str) -> str:
     names = re.findall(r"'([^']*)'", choice.group(2))
     listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
     return f"{message[: choice.start()]}{choice.group(1)} (choose {listed})"
+
+
+#: The parser's number checks (pydantic error types) → what the value must be.
+_MUST_BE: Final = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+}
+
+
+def _numeric(exc: Exception) -> str | None:
+    """A bad number as "Invalid value for '--x': '0' (must be at least 1)", or None.
+
+    typer checks numbers with pydantic and words the result for a developer
+    ("Input should be greater than or equal to 1"); its cause says exactly
+    what was given and what was expected.
+    """
+    errors = getattr(exc.__cause__, "errors", None)
+    hint = getattr(exc, "param_hint", None) or getattr(getattr(exc, "param", None), "opts", None)
+    if not callable(errors) or not hint:
+        return None
+    try:
+        (error,) = errors()
+        bounds = {name: f"{bound:g}" for name, bound in error.get("ctx", {}).items()}
+        must = _MUST_BE[error["type"]].format(**bounds)
+        given = error["input"]
+    except (KeyError, ValueError, TypeError, IndexError):
+        return None
+    option = hint if isinstance(hint, str) else "/".join(hint)
+    if not option.startswith("'"):
+        option = f"'{option}'"
+    return f"Invalid value for {option}: {given!r} ({must})"
 
 
 def _click_message(exc: Exception) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Final, Generic, Literal, TypeVar
 from qianfan.resources.typing import QfResponse
 
 from evalctl._base import _api, _logging
-from evalctl._base._config import WAIT_POLL_FACTOR, WAIT_POLL_INITIAL_S, WAIT_POLL_MAX_S
+from evalctl._base._defaults import WAIT_POLL_FACTOR, WAIT_POLL_INITIAL_S, WAIT_POLL_MAX_S
 from evalctl._base._errors import (
     CancelRejectedError,
     EvalctlError,

@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 from qianfan import get_config
 
-from evalctl._base._config import DEFAULT_WAIT_TIMEOUT_S, RetryPolicy
+from evalctl._base._config import RetryPolicy
 from evalctl._base._credentials import Credentials, resolve_credentials
+from evalctl._base._defaults import DEFAULT_WAIT_TIMEOUT_S
 from evalctl._base._errors import ConfigurationError
 from evalctl._safety._generations import Generation, generation
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 from typing import Final, Protocol
 
-from evalctl._base._config import THROTTLE_ERROR_CODES, THROTTLE_HTTP_STATUSES, RetryPolicy
+from evalctl._base._config import RetryPolicy
+from evalctl._base._defaults import THROTTLE_ERROR_CODES, THROTTLE_HTTP_STATUSES
 from evalctl._wire._transport import Failure
 
 

@@ -434,7 +434,8 @@ def test_bad_input_is_one_line_on_stderr_with_exit_2_and_nothing_sent(
         (
             ["cancel", "--qps", "0", task_id],
             env,
-            "Invalid value for '--qps': 0.0 is not a number > 0 (see 'evalctl cancel --help')",
+            "Invalid value for '--qps': '0' (must be a number above 0)"
+            " (see 'evalctl cancel --help')",
         ),
         (
             ["cancel", "--concurrency", "0", task_id],

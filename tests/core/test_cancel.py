@@ -38,7 +38,7 @@ from evalctl import (
     WaitTimeoutError,
 )
 from evalctl._base import _api
-from evalctl._base._config import WAIT_POLL_INITIAL_S
+from evalctl._base._defaults import WAIT_POLL_INITIAL_S
 from evalctl.emulator import Emulator, pointed_at
 from evalctl.testing import VirtualClock
 
