@@ -19,6 +19,7 @@ import argparse
 import io
 import logging
 import math
+import multiprocessing
 import os
 import platform
 import statistics
@@ -269,6 +270,104 @@ def emulator(**settings: Any) -> Iterator[Emulator]:
     settings.setdefault("stop_delay_s", 0.0)
     with Emulator(**settings) as started, pointed_at(started):
         yield started
+
+
+#: The faults of a request the server (or a fault) told to slow down.
+THROTTLED_FAULTS: Final = frozenset({"qps_limit", "http_429", "code_18"})
+
+
+class RemoteEmulator:
+    """An emulator in its own process, as the real console is: the client's
+    threads and the server's never share an interpreter lock, so arrival
+    times at the server's QPS window are not skewed by the client's work.
+
+    `settings` are the `Emulator`'s (`qps_limit`, `latency_s`, ...); stops
+    settle at once.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_end = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child_end, settings), daemon=True)
+        self.base_url = self.ak = self.sk = ""
+
+    def __enter__(self) -> RemoteEmulator:
+        self._process.start()
+        self.base_url, self.ak, self.sk = self._conn.recv()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._conn.send(("close",))
+        self._process.join(10)
+
+    def fresh(
+        self,
+        prefix: str,
+        count: int,
+        *,
+        names: str | None = None,
+        fault_rate: float = 0.0,
+        fault_kinds: tuple[str, ...] | None = None,
+        fault_seed: int = 0,
+    ) -> list[str]:
+        """Forget everything; seed `count` running tasks ``ame-<prefix>NNNNNN``
+        (named ``<names>-NNNNNN`` when given); set the random faults."""
+        self._conn.send(("fresh", prefix, count, names, fault_rate, fault_kinds, fault_seed))
+        ids: list[str] = self._conn.recv()
+        return ids
+
+    def restart_window(self) -> None:
+        """A fresh QPS window and no records (the tasks stay)."""
+        self._conn.send(("restart",))
+        self._conn.recv()
+
+    def set_limit(self, qps_limit: int) -> None:
+        """The QPS limit of the next runs."""
+        self._conn.send(("limit", qps_limit))
+        self._conn.recv()
+
+    def counts(self) -> tuple[int, int]:
+        """(requests received, how many of them were throttled)."""
+        self._conn.send(("counts",))
+        counts: tuple[int, int] = self._conn.recv()
+        return counts
+
+
+def _serve(conn: Any, settings: dict[str, Any]) -> None:
+    """The emulator process: answers `RemoteEmulator`'s commands until told to close."""
+    prepare("production")
+    from evalctl.emulator import Emulator
+
+    limit = settings.get("qps_limit")
+    with Emulator(**{"stop_delay_s": 0.0, **settings}) as emulator:
+        conn.send((emulator.base_url, emulator.ak, emulator.sk))
+        while True:
+            command, *rest = conn.recv()
+            if command == "close":
+                return
+            if command == "fresh":
+                prefix, count, names, fault_rate, fault_kinds, fault_seed = rest
+                emulator.reset()
+                emulator.set_qps_limit(limit)  # a fresh sliding window
+                ids = [
+                    emulator.add_task(
+                        f"ame-{prefix}{index:06d}",
+                        name=None if names is None else f"{names}-{index:06d}",
+                    )
+                    for index in range(count)
+                ]
+                emulator.set_fault_rate(fault_rate, kinds=fault_kinds, seed=fault_seed)
+                conn.send(ids)
+            elif command == "restart":
+                emulator.set_qps_limit(limit)
+                emulator.clear_requests()
+                conn.send(None)
+            elif command == "limit":
+                (limit,) = rest
+                conn.send(None)
+            elif command == "counts":
+                records = emulator.requests
+                conn.send((len(records), sum(1 for r in records if r.fault in THROTTLED_FAULTS)))
 
 
 def evalctl_command() -> list[str]:

@@ -113,14 +113,20 @@ def main() -> None:
 
     set_clock(None)  # real time, whatever EVALCTL_TESTING says
     with (
-        RemoteEmulator(qps_limit=SERVER_QPS_LIMIT, latency_s=LATENCY_S) as emulator,
+        _common.RemoteEmulator(qps_limit=SERVER_QPS_LIMIT, latency_s=LATENCY_S) as emulator,
         pointed_at(emulator),
     ):
 
         def batch(
             prefix: str, fault_kinds: tuple[str, ...] | None, qps: float | None = CLIENT_QPS
         ) -> Run:
-            ids = emulator.fresh(prefix, args.n, fault_kinds)
+            ids = emulator.fresh(
+                prefix,
+                args.n,
+                fault_rate=FAULT_RATE if fault_kinds else 0.0,
+                fault_kinds=fault_kinds,
+                fault_seed=FAULT_SEED,
+            )
             time.sleep(1.0)  # let the previous run's second slide out of the window
             started = time.perf_counter()
             result = cancel_eval_tasks(ids, qps=qps, concurrency=CONCURRENCY)
@@ -129,7 +135,7 @@ def main() -> None:
                 wall=wall,
                 requests=result.requests,
                 failed=sum(count for label, count in result.counts.items() if label != "cancelled"),
-                throttled=emulator.throttled(),
+                throttled=emulator.counts()[1],
             )
 
         plain = batch("plain", None)
@@ -198,7 +204,7 @@ class Processes:
     go at once; the wall time runs from the go to the last one's end.
     """
 
-    def __init__(self, emulator: RemoteEmulator) -> None:
+    def __init__(self, emulator: _common.RemoteEmulator) -> None:
         self._emulator = emulator
         context = multiprocessing.get_context("spawn")
         self._children = []
@@ -223,7 +229,7 @@ class Processes:
 
     def run(self, prefix: str, per_process: int, url: str | None) -> Run:
         """One batch of `per_process` tasks in each process; `url`: share the limit through it."""
-        ids = self._emulator.fresh(prefix, PROCESSES * per_process, None)
+        ids = self._emulator.fresh(prefix, PROCESSES * per_process)
         time.sleep(1.0)  # let the previous run's second slide out of the window
         key = f"evalctl:bench:{prefix}:{os.getpid()}:{time.time_ns()}"
         for index, (_, conn) in enumerate(self._children):
@@ -238,7 +244,7 @@ class Processes:
             wall=max(finished for finished, _, _ in results) - started,
             requests=sum(requests for _, requests, _ in results),
             failed=sum(failed for _, _, failed in results),
-            throttled=self._emulator.throttled(),
+            throttled=self._emulator.counts()[1],
         )
 
 
@@ -310,75 +316,6 @@ def _wait_for_port(port: int) -> None:
             return
         time.sleep(0.02)
     raise RuntimeError(f"redis-server did not listen on 127.0.0.1:{port}")
-
-
-_THROTTLED: Final = frozenset({"qps_limit", "http_429", "code_18"})
-
-
-class RemoteEmulator:
-    """An emulator in its own process, as the real console is: the client's
-    threads and the server's never share an interpreter lock, so arrival
-    times at the server's QPS window are not skewed by the client's work."""
-
-    def __init__(self, **settings: Any) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_end = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_end, settings), daemon=True)
-        self.base_url = self.ak = self.sk = ""
-
-    def __enter__(self) -> RemoteEmulator:
-        self._process.start()
-        self.base_url, self.ak, self.sk = self._conn.recv()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._conn.send(("close",))
-        self._process.join(10)
-
-    def fresh(self, prefix: str, count: int, fault_kinds: tuple[str, ...] | None) -> list[str]:
-        """Forget everything, seed `count` running tasks, set the random faults."""
-        self._conn.send(("fresh", prefix, count, fault_kinds))
-        ids: list[str] = self._conn.recv()
-        return ids
-
-    def set_limit(self, qps_limit: int) -> None:
-        """The QPS limit of the next runs."""
-        self._conn.send(("limit", qps_limit))
-        self._conn.recv()
-
-    def throttled(self) -> int:
-        """Requests refused by the QPS limit or given a throttle fault."""
-        self._conn.send(("throttled",))
-        count: int = self._conn.recv()
-        return count
-
-
-def _serve(conn: Any, settings: dict[str, Any]) -> None:
-    """The emulator process: answers the benchmark's commands until told to close."""
-    _common.prepare("production")
-    from evalctl.emulator import Emulator
-
-    limit = settings["qps_limit"]
-    with Emulator(stop_delay_s=0.0, **settings) as emulator:
-        conn.send((emulator.base_url, emulator.ak, emulator.sk))
-        while True:
-            command, *rest = conn.recv()
-            if command == "close":
-                return
-            if command == "fresh":
-                prefix, count, fault_kinds = rest
-                emulator.reset()
-                emulator.set_qps_limit(limit)  # a fresh sliding window
-                ids = [emulator.add_task(f"ame-{prefix}{index:06d}") for index in range(count)]
-                emulator.set_fault_rate(
-                    FAULT_RATE if fault_kinds else 0.0, kinds=fault_kinds, seed=FAULT_SEED
-                )
-                conn.send(ids)
-            elif command == "limit":
-                (limit,) = rest
-                conn.send(None)
-            elif command == "throttled":
-                conn.send(sum(1 for record in emulator.requests if record.fault in _THROTTLED))
 
 
 def figure(

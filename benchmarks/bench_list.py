@@ -19,7 +19,6 @@ information.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -32,7 +31,6 @@ QUICK_N: Final = 500
 PAGE_SIZE: Final = 100
 SERVER_QPS_LIMIT: Final = 50
 CLIENT_QPS: Final = 48.0
-_THROTTLED: Final = frozenset({"qps_limit", "http_429", "code_18"})
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,9 @@ def main() -> None:
     from evalctl.emulator import pointed_at
 
     set_clock(None)  # real time, whatever EVALCTL_TESTING says
-    with RemoteEmulator(qps_limit=SERVER_QPS_LIMIT, count=args.n) as emulator, pointed_at(emulator):
+    remote = _common.RemoteEmulator(qps_limit=SERVER_QPS_LIMIT)
+    with remote as emulator, pointed_at(emulator):
+        emulator.fresh("list", args.n, names="nightly")
 
         def listing() -> int:
             tasks = evalctl.list_eval_tasks(page_size=PAGE_SIZE, qps=CLIENT_QPS)
@@ -112,59 +112,6 @@ def figure(name: str, expected: int, run: Run, *, target: float | None) -> None:
         f"{name} ({details}): wall {run.wall:.3f} s, floor {floor:.3f} s, ratio {ratio:.3f} {tail}",
         flush=True,
     )
-
-
-class RemoteEmulator:
-    """An emulator in its own process, as the real console is (no shared interpreter lock)."""
-
-    def __init__(self, **settings: Any) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_end = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_end, settings), daemon=True)
-        self.base_url = self.ak = self.sk = ""
-
-    def __enter__(self) -> RemoteEmulator:
-        self._process.start()
-        self.base_url, self.ak, self.sk = self._conn.recv()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._conn.send(("close",))
-        self._process.join(10)
-
-    def restart_window(self) -> None:
-        """A fresh QPS window and no records (the tasks stay)."""
-        self._conn.send(("restart",))
-        self._conn.recv()
-
-    def counts(self) -> tuple[int, int]:
-        """(list requests received, how many of them were throttled)."""
-        self._conn.send(("counts",))
-        counts: tuple[int, int] = self._conn.recv()
-        return counts
-
-
-def _serve(conn: Any, settings: dict[str, Any]) -> None:
-    """The emulator process: seeds the tasks, then answers commands until told to close."""
-    _common.prepare("production")
-    from evalctl.emulator import Emulator
-
-    limit = settings["qps_limit"]
-    with Emulator(stop_delay_s=0.0, qps_limit=limit) as emulator:
-        for index in range(settings["count"]):
-            emulator.add_task(f"ame-list{index:06d}", name=f"nightly-{index:06d}")
-        conn.send((emulator.base_url, emulator.ak, emulator.sk))
-        while True:
-            command, *_ = conn.recv()
-            if command == "close":
-                return
-            if command == "restart":
-                emulator.set_qps_limit(limit)
-                emulator.clear_requests()
-                conn.send(None)
-            elif command == "counts":
-                records = emulator.requests
-                conn.send((len(records), sum(1 for r in records if r.fault in _THROTTLED)))
 
 
 if __name__ == "__main__":
