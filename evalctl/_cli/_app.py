@@ -250,6 +250,29 @@ def _positive(value: float | None) -> float | None:
     return value
 
 
+def _qps(what: str) -> Any:
+    """The `--qps` option of a command, `what` saying what it limits."""
+    return typer.Option(
+        "--qps",
+        callback=_positive,
+        metavar="Q",
+        help=f"{what} [default: unlimited].",
+        show_default=False,
+    )
+
+
+def _max_attempts(per: str) -> Any:
+    """The `--max-attempts` option, attempts per `per` (request, page)."""
+    return typer.Option(
+        "--max-attempts",
+        min=1,
+        metavar="N",
+        help=f"Attempts per {per}, the first included"
+        f" [default: {ENV_MAX_ATTEMPTS} or {DEFAULT_MAX_ATTEMPTS}].",
+        show_default=False,
+    )
+
+
 @app.callback()
 def _root(
     verbose: Verbose = 0,
@@ -325,16 +348,7 @@ def cancel(
             help="Tasks in flight at once.",
         ),
     ] = DEFAULT_CONCURRENCY,
-    qps: Annotated[
-        float | None,
-        typer.Option(
-            "--qps",
-            callback=_positive,
-            metavar="Q",
-            help="Requests per second for the whole batch [default: unlimited].",
-            show_default=False,
-        ),
-    ] = None,
+    qps: Annotated[float | None, _qps("Requests per second for the whole batch")] = None,
     rate_limit_url: Annotated[
         str | None,
         typer.Option(
@@ -379,17 +393,7 @@ def cancel(
         bool,
         typer.Option("--strict", help="If any id is malformed, send nothing at all (exit 2)."),
     ] = False,
-    max_attempts: Annotated[
-        int | None,
-        typer.Option(
-            "--max-attempts",
-            min=1,
-            metavar="N",
-            help="Attempts per request, the first included"
-            f" [default: {ENV_MAX_ATTEMPTS} or {DEFAULT_MAX_ATTEMPTS}].",
-            show_default=False,
-        ),
-    ] = None,
+    max_attempts: Annotated[int | None, _max_attempts("request")] = None,
     api: ApiOption = Api.v1,
     select: Annotated[
         bool,
@@ -565,27 +569,8 @@ def list_tasks(
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object per task per line on stdout.")
     ] = False,
-    qps: Annotated[
-        float | None,
-        typer.Option(
-            "--qps",
-            callback=_positive,
-            metavar="Q",
-            help="Pages per second at most [default: unlimited].",
-            show_default=False,
-        ),
-    ] = None,
-    max_attempts: Annotated[
-        int | None,
-        typer.Option(
-            "--max-attempts",
-            min=1,
-            metavar="N",
-            help="Attempts per page, the first included"
-            f" [default: {ENV_MAX_ATTEMPTS} or {DEFAULT_MAX_ATTEMPTS}].",
-            show_default=False,
-        ),
-    ] = None,
+    qps: Annotated[float | None, _qps("Pages per second at most")] = None,
+    max_attempts: Annotated[int | None, _max_attempts("page")] = None,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
