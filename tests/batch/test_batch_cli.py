@@ -1,8 +1,11 @@
-"""`evalctl cancel` batches through the real console script (subprocesses, real HTTP).
+"""`evalctl cancel` batches through the real console script (processes, real HTTP).
 
 Every id given ends in exactly one line and one journal record — after an
 abort, `--strict` and kill -9 too —, the journal and ``--json`` say the same
 thing in the same fields, and a single failing task prints one line.
+
+The runs are processes forked from a zygote that has imported the SDK
+(`forkserver`; the kill -9 test has a zygote of its own, `zygote.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
 
 from evalctl import _api
@@ -54,7 +58,7 @@ def evalctl(
     args: Sequence[str], env: Mapping[str, str], stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     assert EVALCTL is not None
-    ran = subprocess.run(
+    ran = forkserver.run(
         [EVALCTL, *args],
         env=dict(env),
         cwd=env["HOME"],
@@ -299,7 +303,7 @@ def test_ctrl_c_on_ids_from_an_open_pipe_reports_the_ids_read_and_exits_130(
     assert EVALCTL is not None
     ids = [server.add_task() for _ in range(5)]
     journal = tmp_path / "j.jsonl"
-    process = subprocess.Popen(
+    process = forkserver.Popen(
         [EVALCTL, "cancel", "--from-file", "-", "--journal", str(journal)],
         env=environment(server, tmp_path),
         cwd=tmp_path,
