@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import threading
 import traceback
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
 import structlog
 from core.support import APIS, ApiSpec
@@ -604,7 +604,7 @@ def _with_retries(
 
 V1, V2 = APIS["v1"], APIS["v2"]
 JOURNALLED = ("--journal", "journal.jsonl", "--concurrency", "1")
-#: Each run costs a second or so of start-up: few runs, each covering much.
+#: Few runs (processes forked from the zygote, `forkserver`), each covering much.
 CLI_RUNS = [
     CliRun("cancel --json -vv, v1", ("cancel", "--json", "-vv", *JOURNALLED), _mixed_tasks(V1), 7),
     CliRun(
@@ -637,7 +637,7 @@ def _run_cli(run: CliRun, home: Path, seen: Seen) -> CliResult:
             "NO_COLOR": "1",
             **run.env,
         }
-        done = subprocess.run(
+        done = forkserver.run(
             [str(EVALCTL), *run.args, *expected],
             env=env,
             cwd=home,
