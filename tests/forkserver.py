@@ -13,13 +13,14 @@ zygote that imported those third-party libraries once, single-threaded:
   program as the interpreter would (``runpy``: the console script itself,
   ``-m module``, ``-c code`` or a script path) and exits through the normal
   interpreter shutdown (atexit, flushing stdout: a failed flush is exit 120).
-- The zygote imports what importing evalctl imports (found by a probe child),
-  but nothing of evalctl itself: the library, its import-time
-  reads of the environment (credentials for the redactor, EVALCTL_TESTING) and
-  its guard of the SDK's logger all happen in the child, as in a fresh process.
-- Third-party modules read a few variables at import time (NO_COLOR, locale,
-  PYTHON*, ...): there is one zygote per distinct set of those values
-  (`_STARTUP_VARIABLES`), started with them.
+- The zygote imports what importing evalctl imports (found once by a probe
+  child, then cached while nothing changes), but nothing of evalctl itself, nor
+  structlog: their import-time reads of the environment (credentials for the
+  redactor, EVALCTL_TESTING, NO_COLOR) and of the terminal, and evalctl's guard
+  of the SDK's logger, all happen in the child, as in a fresh process.
+- The few variables the preloaded modules read at import time (locale,
+  PYTHON*, FORCE_COLOR, TERMINAL_WIDTH, ...): there is one zygote per distinct
+  set of their values (`_STARTUP_VARIABLES`), started with them.
 
 What a zygote child cannot show is anything about import time itself (what
 importing evalctl imports, the SDK's import-time notices): tests of that keep
@@ -48,13 +49,18 @@ from typing import Any
 _STARTUP_VARIABLES = (
     "LANG",
     "TZ",
-    "NO_COLOR",
-    "FORCE_COLOR",
+    "FORCE_COLOR",  # typer's rich_utils
+    "GITHUB_ACTIONS",
+    "PY_COLORS",
     "TERMINAL_WIDTH",
-    "AIOHTTP_NO_EXTENSIONS",
+    "AIOHTTP_NOSENDFILE",
     "QIANFAN_ENABLE_STRESS_TEST",
 )
 _STARTUP_PREFIXES = ("PYTHON", "LC_", "TYPER_", "_TYPER_")
+_STARTUP_SUFFIXES = ("_NO_EXTENSIONS",)  # aiohttp, yarl, multidict, frozenlist, propcache
+#: Not preloaded: structlog reads NO_COLOR, FORCE_COLOR and whether stdout is a
+#: terminal at import time (for its default configuration); the child imports it.
+_NOT_PRELOADED = ("evalctl", "__main__", "structlog")
 _LENGTH_BYTES = 8
 
 
@@ -104,7 +110,9 @@ def _startup_key(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         sorted(
             (name, value)
             for name, value in env.items()
-            if name in _STARTUP_VARIABLES or name.startswith(_STARTUP_PREFIXES)
+            if name in _STARTUP_VARIABLES
+            or name.startswith(_STARTUP_PREFIXES)
+            or name.endswith(_STARTUP_SUFFIXES)
         )
     )
 
@@ -333,7 +341,7 @@ def _dependencies() -> list[str]:
                 del os.environ[name]  # no credentials: the command stops after parsing
             evalctl._cli.run(["cancel", "--help"])
             evalctl._cli.run(["status", "--api", "v1", "--json", "ame-probe"])
-            names = [n for n in sys.modules if n.split(".")[0] not in ("evalctl", "__main__")]
+            names = [n for n in sys.modules if n.split(".")[0] not in _NOT_PRELOADED]
             with os.fdopen(write_end, "w") as out:
                 json.dump(names, out)
         finally:
@@ -342,6 +350,39 @@ def _dependencies() -> list[str]:
     with os.fdopen(read_end) as found:
         names: list[str] = json.loads(found.read() or "[]")
     os.waitpid(pid, 0)
+    return names
+
+
+def _cached_dependencies(cache: str) -> list[str]:
+    """`_dependencies`, kept in `cache` while evalctl's sources and the installed packages stay
+    the same. (A stale list costs only speed: what it misses, the child imports.)"""
+    import hashlib
+    import importlib.util
+    import sysconfig
+
+    spec = importlib.util.find_spec("evalctl")
+    assert spec is not None
+    assert spec.submodule_search_locations is not None
+    stamp = hashlib.sha256(sys.version.encode())
+    for root in spec.submodule_search_locations:
+        for folder, _, files in sorted(os.walk(root)):
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    info = os.stat(os.path.join(folder, name))
+                    stamp.update(f"{folder}/{name}:{info.st_mtime_ns}:{info.st_size};".encode())
+    stamp.update(";".join(sorted(os.listdir(sysconfig.get_paths()["purelib"]))).encode())
+    path = os.path.join(cache, f"dependencies-{stamp.hexdigest()[:16]}.json")
+    try:
+        with open(path, encoding="utf-8") as known:
+            cached: list[str] = json.load(known)
+            return cached
+    except (OSError, ValueError):
+        pass
+    names = _dependencies()
+    os.makedirs(cache, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=cache, delete=False, suffix=".tmp") as out:
+        json.dump(names, out)
+    os.replace(out.name, path)
     return names
 
 
@@ -355,14 +396,14 @@ def _preload() -> None:
     # child then read.
     sys.pycache_prefix = os.path.join(sys.prefix, "zygote-pycache")
     writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, False
-    names = _dependencies()
+    names = _cached_dependencies(sys.pycache_prefix)
     sys.dont_write_bytecode = writes_bytecode
     for name in names:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001, S112 - a module that only imports as a side effect
             continue
-    assert not any(name.split(".")[0] == "evalctl" for name in sys.modules)
+    assert not any(name.split(".")[0] in ("evalctl", "structlog") for name in sys.modules)
     assert threading.active_count() == 1, threading.enumerate()
     # Without this a child's first collection (at the latest, its shutdown) touches
     # every preloaded object and so copies every page of the zygote.
