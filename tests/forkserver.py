@@ -391,10 +391,10 @@ def _preload() -> None:
     import gc
     import importlib
 
-    # The probe compiles what it imports into a bytecode cache of the zygotes' own
-    # in the venv (PYTHONDONTWRITEBYTECODE or not), which the zygote and every
-    # child then read.
-    sys.pycache_prefix = os.path.join(sys.prefix, "zygote-pycache")
+    # The probe compiles what it imports into a bytecode cache in the venv
+    # (PYTHONDONTWRITEBYTECODE or not; the one tests/conftest.py keeps), which
+    # the zygote and every child then read.
+    sys.pycache_prefix = os.path.join(sys.prefix, "pycache")
     writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, False
     names = _cached_dependencies(sys.pycache_prefix)
     sys.dont_write_bytecode = writes_bytecode
