@@ -18,6 +18,8 @@ zygote that imported those third-party libraries once, single-threaded:
   structlog: their import-time reads of the environment (credentials for the
   redactor, EVALCTL_TESTING, NO_COLOR) and of the terminal, and evalctl's guard
   of the SDK's logger, all happen in the child, as in a fresh process.
+- What a fork would share that a fresh import would not: the preloaded
+  modules' random generators are seeded anew in each child.
 - The few variables the preloaded modules read at import time (locale,
   PYTHON*, FORCE_COLOR, TERMINAL_WIDTH, ...): there is one zygote per distinct
   set of their values (`_STARTUP_VARIABLES`), started with them.
@@ -35,6 +37,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -386,6 +389,10 @@ def _cached_dependencies(cache: str) -> list[str]:
     return names
 
 
+#: The module-level random generators of the preloaded modules (qianfan has one).
+_GENERATORS: list[random.Random] = []
+
+
 def _preload() -> None:
     """Import evalctl's dependencies, then keep them out of the children's garbage collection."""
     import gc
@@ -405,6 +412,12 @@ def _preload() -> None:
             continue
     assert not any(name.split(".")[0] in ("evalctl", "structlog") for name in sys.modules)
     assert threading.active_count() == 1, threading.enumerate()
+    _GENERATORS.extend(
+        value
+        for module in list(sys.modules.values())
+        for value in list(getattr(module, "__dict__", {}).values())
+        if isinstance(value, random.Random) and not isinstance(value, random.SystemRandom)
+    )
     # Without this a child's first collection (at the latest, its shutdown) touches
     # every preloaded object and so copies every page of the zygote.
     gc.collect()
@@ -485,6 +498,10 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
             os.close(fd)
     # As the interpreter sets them up at start: stdout is line-buffered on a terminal.
     sys.stdout.reconfigure(line_buffering=os.isatty(1))
+    # As a fresh import would have them: the preloaded modules' random generators
+    # seeded anew (at a fork the `random` module reseeds only its own).
+    for generator in _GENERATORS:
+        generator.seed()
     argv: list[str] = request["argv"]
     if os.path.realpath(argv[0]) != os.path.realpath(sys.executable):
         sys.argv = argv  # a script with a shebang (the console script)
