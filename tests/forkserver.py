@@ -14,7 +14,8 @@ zygote that imported those third-party libraries once, single-threaded:
   ``-m module``, ``-c code`` or a script path) and exits through the normal
   interpreter shutdown (atexit, flushing stdout: a failed flush is exit 120).
 - The zygote imports what importing evalctl imports (found once by a probe
-  child, then cached while nothing changes), but nothing of evalctl itself, nor
+  child, then cached while nothing changes; the regular expressions the probe
+  compiled go into the `re` module's cache), but nothing of evalctl itself, nor
   structlog: their import-time reads of the environment (credentials for the
   redactor, EVALCTL_TESTING, NO_COLOR) and of the terminal, and evalctl's guard
   of the SDK's logger, all happen in the child, as in a fresh process.
@@ -38,6 +39,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -319,7 +321,7 @@ def run(
 # --- the zygote's side ------------------------------------------------------------
 
 
-def _dependencies() -> list[str]:
+def _dependencies() -> dict[str, list[Any]]:
     """What importing every evalctl module and parsing a command line imports, evalctl itself
     left out (found in a probe child)."""
     read_end, write_end = os.pipe()
@@ -345,18 +347,25 @@ def _dependencies() -> list[str]:
             evalctl._cli.run(["cancel", "--help"])
             evalctl._cli.run(["status", "--api", "v1", "--json", "ame-probe"])
             names = [n for n in sys.modules if n.split(".")[0] not in _NOT_PRELOADED]
+            # The regular expressions compiled meanwhile, evalctl's included: the zygote
+            # fills the `re` module's cache with them (a cache: the same objects result).
+            patterns = [
+                [key[1], key[2]]
+                for key in getattr(re, "_cache", {})
+                if isinstance(key, tuple) and len(key) == 3 and isinstance(key[1], str)
+            ]
             with os.fdopen(write_end, "w") as out:
-                json.dump(names, out)
+                json.dump({"modules": names, "patterns": patterns}, out)
         finally:
             os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end) as found:
-        names: list[str] = json.loads(found.read() or "[]")
+        names: dict[str, list[Any]] = json.loads(found.read() or "{}")
     os.waitpid(pid, 0)
     return names
 
 
-def _cached_dependencies(cache: str) -> list[str]:
+def _cached_dependencies(cache: str) -> dict[str, list[Any]]:
     """`_dependencies`, kept in `cache` while evalctl's sources and the installed packages stay
     the same. (A stale list costs only speed: what it misses, the child imports.)"""
     import hashlib
@@ -374,10 +383,10 @@ def _cached_dependencies(cache: str) -> list[str]:
                     info = os.stat(os.path.join(folder, name))
                     stamp.update(f"{folder}/{name}:{info.st_mtime_ns}:{info.st_size};".encode())
     stamp.update(";".join(sorted(os.listdir(sysconfig.get_paths()["purelib"]))).encode())
-    path = os.path.join(cache, f"dependencies-{stamp.hexdigest()[:16]}.json")
+    path = os.path.join(cache, f"zygote-{stamp.hexdigest()[:16]}.json")
     try:
         with open(path, encoding="utf-8") as known:
-            cached: list[str] = json.load(known)
+            cached: dict[str, list[Any]] = json.load(known)
             return cached
     except (OSError, ValueError):
         pass
@@ -403,13 +412,16 @@ def _preload() -> None:
     # the zygote and every child then read.
     sys.pycache_prefix = os.path.join(sys.prefix, "pycache")
     writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, False
-    names = _cached_dependencies(sys.pycache_prefix)
+    found = _cached_dependencies(sys.pycache_prefix)
     sys.dont_write_bytecode = writes_bytecode
-    for name in names:
+    for name in found.get("modules", []):
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001, S112 - a module that only imports as a side effect
             continue
+    for pattern, flags in found.get("patterns", []):
+        with contextlib.suppress(Exception):
+            re.compile(pattern, flags)
     assert not any(name.split(".")[0] in ("evalctl", "structlog") for name in sys.modules)
     assert threading.active_count() == 1, threading.enumerate()
     _GENERATORS.extend(
