@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+
+# Where the machine sets PYTHONDONTWRITEBYTECODE, every worker would rewrite and
+# compile every test module anew on each run (seconds of collection): their
+# bytecode is kept in the venv instead (as the zygote's is, `forkserver`), never
+# beside the sources.
+if sys.dont_write_bytecode:
+    sys.pycache_prefix = os.path.join(sys.prefix, "pycache")
+    sys.dont_write_bytecode = False
 
 # Before anything imports qianfan: its import-time notice about redis (which
 # evalctl never uses) would otherwise end every test run's output.

@@ -3,6 +3,9 @@
 The benchmarks themselves are not tests (`make bench` runs them); this only
 guards against a script rotting: it must exit 0 and print every figure it
 promises in the ``<figure>: ... ratio Z ...`` form that `run_all.py` collects.
+Each script runs as ``python SCRIPT``, in a process forked from a zygote that
+has imported the SDK (`forkserver`); what the scripts start themselves
+(`bench_startup`'s console scripts, `bench_batch`'s processes) starts afresh.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+import forkserver
 import pytest
 
 BENCHMARKS: Final = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -82,7 +86,7 @@ class _Runs:
     def __init__(self, scripts: dict[str, list[str]]) -> None:
         env = {k: v for k, v in os.environ.items() if k != "EVALCTL_TESTING"}
         self._children = {
-            script: subprocess.Popen(
+            script: forkserver.Popen(
                 [sys.executable, str(BENCHMARKS / script), "--quick", *args],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

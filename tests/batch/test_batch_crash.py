@@ -1,7 +1,8 @@
-"""`evalctl cancel --journal` in a real subprocess, killed mid-batch: nothing lost, nothing twice.
+"""`evalctl cancel --journal` in a real process, killed mid-batch: nothing lost, nothing twice.
 
 The batches run in real time (no testing mode): the emulator's latency and
-the client's --qps keep them going long enough to be interrupted midway.
+the client's --qps keep them going long enough to be interrupted midway. The
+processes are forked from a zygote that has imported the SDK (`forkserver`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
 
 from evalctl._base import _api
@@ -41,7 +43,7 @@ def start(args: list[str], server: Emulator, folder: Path) -> subprocess.Popen[s
     assert EVALCTL is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QIANFAN_", "EVALCTL_"))}
     env.update(sdk_environment(server), HOME=str(folder), NO_COLOR="1")
-    return subprocess.Popen(
+    return forkserver.Popen(
         [EVALCTL, *args],
         env=env,
         cwd=folder,

@@ -2,7 +2,8 @@
 
 A busy port is named, a closed stdout is not an error, `status` reads ids
 from a file as `cancel` does, help texts show no Python types, and a bad
-choice names the choices.
+choice names the choices. The runs are processes forked from a zygote that
+has imported the SDK (`forkserver`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import forkserver
 import pytest
 
 from evalctl._batch import _run as _batch
@@ -49,7 +51,7 @@ def _start(
     args: Sequence[str], env: Mapping[str, str], stdin: bool = False
 ) -> subprocess.Popen[str]:
     assert EVALCTL is not None, "the evalctl console script is not installed in this venv"
-    return subprocess.Popen(
+    return forkserver.Popen(
         [EVALCTL, *args],
         env=dict(env),
         cwd=env["HOME"],

@@ -1,4 +1,7 @@
-"""The batch progress bar: shown to a person at a terminal, never in machine output."""
+"""The batch progress bar: shown to a person at a terminal, never in machine output.
+
+The runs are processes forked from a zygote that has imported the SDK (`forkserver`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import forkserver
 
 from evalctl.emulator import Emulator, sdk_environment
 
@@ -20,7 +25,7 @@ def _run_with_terminal_stderr(args: list[str], env: dict[str, str]) -> tuple[int
     """Run `evalctl` with stderr on a pseudo-terminal and stdout on a pipe."""
     master, slave = os.openpty()
     try:
-        process = subprocess.Popen(
+        process = forkserver.Popen(
             [EVALCTL, *args], stdout=subprocess.PIPE, stderr=slave, env=env, text=True
         )
         os.close(slave)

@@ -1,4 +1,7 @@
-"""What the CLI tests of listing share: running the console script, on a pipe or a terminal."""
+"""What the CLI tests of listing share: running the console script, on a pipe or a terminal.
+
+The runs are processes forked from a zygote that has imported the SDK (`forkserver`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import forkserver
 
 from evalctl._base import _api
 from evalctl.emulator import Emulator
@@ -45,7 +50,7 @@ class Ran:
 
 
 def _start(args: Sequence[str], env: Mapping[str, str], stdin: str | None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return forkserver.Popen(
         [EVALCTL, *args],
         env=dict(env),
         cwd=env["HOME"],
@@ -80,7 +85,7 @@ def run_on_terminal(args: Sequence[str], env: Mapping[str, str], answer: str | N
     """Run with stdin, stdout and stderr on one pseudo-terminal; type `answer` at the prompt."""
     master, slave = os.openpty()
     try:
-        process = subprocess.Popen(
+        process = forkserver.Popen(
             [EVALCTL, *args], stdin=slave, stdout=slave, stderr=slave, env=dict(env)
         )
         os.close(slave)

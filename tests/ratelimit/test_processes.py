@@ -1,9 +1,9 @@
 """Many real processes, one account limit: the shared rate through a real Redis.
 
-Real subprocesses (the CLI, and the batch API) against one emulator whose
-QPS limit they share. The emulator's arrival times are the judge: no
-one-second window may hold more than the limit plus 10 %. These run in real
-time: a few seconds each.
+Real processes (the CLI, and the batch API; forked from a zygote that has
+imported the SDK, `forkserver`) against one emulator whose QPS limit they
+share. The emulator's arrival times are the judge: no one-second window may
+hold more than the limit plus 10 %. These run in real time: a few seconds each.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
 from helpers import events
 
@@ -114,7 +115,7 @@ def limited() -> Iterator[Emulator]:
 def cli(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
     """`evalctl ARGS...` started, with pipes for all three streams."""
     assert EVALCTL is not None, "the evalctl console script is not installed in this venv"
-    process = subprocess.Popen(
+    process = forkserver.Popen(
         [EVALCTL, *args],
         env=dict(env),
         cwd=env["HOME"],
@@ -184,7 +185,7 @@ def test_four_batch_api_processes_share_one_limit(
         path.write_text(" ".join(sorted(ids)))
     processes = [
         started(
-            subprocess.Popen(
+            forkserver.Popen(
                 [sys.executable, "-c", BATCH_SCRIPT, str(LIMIT), redis_url, str(path)],
                 env=env,
                 cwd=tmp_path,

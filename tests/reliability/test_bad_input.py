@@ -6,16 +6,15 @@ both stop routes, the batch), and a corpus of bad options and settings
 (`api=`, `retry=`, `RetryPolicy` fields, `wait_timeout`, the drop-in's SDK
 keywords, environment variables, the endpoint, missing credentials, batch
 limits) through the library; then the command line gets its own corpus, one
-subprocess per case, two at a time. Every case must raise the contract's
-error (exit code 2) with a single clear line, and the emulator — pointed at
-throughout — must receive no request at all.
+process per case (forked from the zygote, `forkserver`), two at a time.
+Every case must raise the contract's error (exit code 2) with a single clear
+line, and the emulator — pointed at throughout — must receive no request at all.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
 from qianfan import get_config
 
@@ -322,7 +322,7 @@ def _run(case: CliCase, emulator: Emulator, home: Path) -> CliRan:
         "NO_COLOR": "1",
         **case.env,
     }
-    done = subprocess.run(
+    done = forkserver.run(
         [str(EVALCTL), *case.args],
         env=env,
         cwd=home,

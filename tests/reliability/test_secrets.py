@@ -12,7 +12,8 @@ stdout/stderr, results, exception messages, reprs, attributes and whole
 tracebacks. None may hold any 10-character window of a sentinel (in any
 letter case), an Authorization value the emulator received or its signature,
 or an unmasked ``bce-auth-v1/`` string (the masked form ``bce-auth-v1/***``
-is what redaction leaves).
+is what redaction leaves) — as written or escaped. The capture, the
+renderings and the search are `secret_scan`'s, shared with tests/secrets.
 
 The drop-in `call_action` returns the server's body as is — it is the
 caller's own data — so the bodies it returns are not scanned; the request
@@ -22,26 +23,20 @@ it reports is.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
-import logging
 import os
-import re
-import subprocess
 import sys
 import threading
-import traceback
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
-import structlog
 from core.support import APIS, ApiSpec
+from secret_scan import Needles, capturing, shown
 
 import evalctl
 from evalctl.emulator import Emulator, pointed_at, sdk_environment
@@ -53,22 +48,8 @@ APP_AK = "APk8Qs2Lw6Ez9Mn4"
 APP_SK = "APs5Vg1Tn7Hr3Kc2"
 WRONG_SK = "WSk4Fp8Bz2Nq6Dj1"
 SENTINELS = (AK, SK, APP_AK, APP_SK, WRONG_SK)
-WINDOW = 10
 #: For the one scenario where the stop's answer must come too late.
 QUICK = evalctl.RetryPolicy(max_attempts=2, attempt_timeout=0.3)
-
-_UNMASKED_AUTH = re.compile(r"bce-auth-v1/(?!\*\*\*)", re.IGNORECASE)
-_STDLIB_LOGGERS = (
-    "",
-    "qianfan",
-    "baidubce",
-    "urllib3",
-    "requests",
-    "aiohttp",
-    "asyncio",
-    "evalctl",
-)
-_EMULATOR_THREADS = "evalctl-emulator"
 
 
 class Seen:
@@ -83,147 +64,13 @@ class Seen:
             self.authorizations.append(value)
 
 
-def leaks(text: str, seen: Seen) -> list[str]:
-    """What in `text` should never be there, each with some context."""
-    lowered = text.lower()
-    needles = [
-        secret[i : i + WINDOW].lower()
-        for secret in SENTINELS
-        for i in range(len(secret) - WINDOW + 1)
-    ]
-    for value in seen.authorizations:
-        needles.append(value.lower())
-        signature = value.rsplit("/", 1)[-1]
-        if len(signature) >= 16:
-            needles.append(signature.lower())
-    found = {_context(text, lowered.find(n), len(n)) for n in needles if n in lowered}
-    found.update(_context(text, m.start(), 20) for m in _UNMASKED_AUTH.finditer(text))
-    return sorted(found)
-
-
-def _context(text: str, at: int, length: int) -> str:
-    return text[max(0, at - 60) : at + length + 20]
-
-
 def assert_no_leaks(sources: Mapping[str, str], seen: Seen) -> None:
-    """No source holds a secret; the failure names the sources and shows the context."""
-    found = {name: leaks(text, seen) for name, text in sources.items()}
-    report = {name: where for name, where in found.items() if where}
+    """No source holds a secret (`secret_scan.Needles`); the failure names the sources and
+    shows the context."""
+    needles = Needles(SENTINELS, SK)
+    needles.learn(seen.authorizations)
+    report = needles.leaks(sources)
     assert not report, "\n".join(f"{name}: {w!r}" for name, ws in report.items() for w in ws)
-
-
-# --- capturing everything in-process ----------------------------------------------------
-
-
-@dataclass
-class Captured:
-    """What one run of scenarios left behind."""
-
-    structlog_events: list[dict[str, Any]] = field(default_factory=list)
-    rendered: io.StringIO = field(default_factory=io.StringIO)
-    stdlib: io.StringIO = field(default_factory=io.StringIO)
-    #: What each scenario returned or raised, as a caller could print it.
-    shown: dict[str, list[str]] = field(default_factory=dict)
-
-    def sources(self) -> dict[str, str]:
-        return {
-            "structlog events": repr(self.structlog_events),
-            "structlog rendered": self.rendered.getvalue(),
-            "stdlib logging": self.stdlib.getvalue(),
-            **{f"shown by {name!r}": "\n".join(texts) for name, texts in self.shown.items()},
-        }
-
-
-class _NotFromTheEmulator(logging.Filter):
-    """The emulator verifies signatures in-process (and baidubce logs them): not ours."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.threadName.startswith(_EMULATOR_THREADS)
-
-
-@contextlib.contextmanager
-def capturing_everything() -> Iterator[Captured]:
-    """structlog through real renderers, stdlib logging at every level, warnings."""
-    captured = Captured()
-    json_renderer = structlog.processors.JSONRenderer()
-    console_renderer = structlog.dev.ConsoleRenderer(colors=False)
-
-    def collect(_logger: Any, _method: str, event: Any) -> Any:
-        captured.structlog_events.append(dict(event))
-        return event
-
-    def both(logger: Any, method: str, event: Any) -> str:
-        captured.rendered.write(json_renderer(logger, method, dict(event)) + "\n")
-        return str(console_renderer(logger, method, event))
-
-    saved_structlog = structlog.get_config()
-    structlog.configure(
-        processors=[
-            collect,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.format_exc_info,
-            both,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(0),
-        logger_factory=structlog.PrintLoggerFactory(file=captured.rendered),
-        cache_logger_on_first_use=False,
-    )
-    handler = logging.StreamHandler(captured.stdlib)
-    handler.setLevel(1)
-    handler.addFilter(_NotFromTheEmulator())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-    loggers = [logging.getLogger(name) for name in _STDLIB_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(1)  # qianfan's TRACE is 5
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield captured
-        captured.shown["warnings"] = [str(w.message) for w in caught]
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.removeHandler(handler)
-            logger.setLevel(level)
-        structlog.configure(**saved_structlog)
-
-
-def shown_by(outcome: object) -> list[str]:
-    """Everything a caller could print of a result or an error."""
-    if not isinstance(outcome, BaseException):
-        return [repr(outcome), str(outcome)]
-    texts = [str(outcome), repr(outcome), repr(vars(outcome))]
-    texts.append("".join(traceback.format_exception(outcome)))
-    # With every frame's locals, as error trackers and structlog's dict_tracebacks show them,
-    # and every exception of the cause/context chain (as tests/secrets/secret_scan.py does).
-    # The test's own frames (which hold everything captured so far) are left out.
-    tb = outcome.__traceback__
-    while tb is not None and "/evalctl/" not in tb.tb_frame.f_code.co_filename:
-        tb = tb.tb_next
-    outcome = outcome.with_traceback(tb)
-    texts.append(
-        "".join(traceback.TracebackException.from_exception(outcome, capture_locals=True).format())
-    )
-    renderer = structlog.processors.ExceptionRenderer(
-        structlog.tracebacks.ExceptionDictTransformer(show_locals=True)
-    )
-    texts.append(json.dumps(renderer(None, "error", {"exc_info": outcome}), default=repr))
-    seen: list[BaseException] = []
-    todo: list[BaseException] = [outcome]
-    while todo:
-        error = todo.pop()
-        if any(error is e for e in seen):
-            continue
-        seen.append(error)
-        texts.extend([str(error), repr(error), repr(error.args)])
-        todo.extend(e for e in (error.__cause__, error.__context__) if e is not None)
-    for name in ("last_error", "cause", "result"):
-        inner = getattr(outcome, name, None)
-        if inner is not None:
-            texts.extend([str(inner), repr(inner), repr(getattr(inner, "__dict__", {}))])
-    return texts
 
 
 # --- the echoing server -----------------------------------------------------------------
@@ -500,7 +347,8 @@ def test_no_secret_leaves_the_library(
     seen = Seen()
     scenarios = library_scenarios(sentinel_emulator, APIS[api_name], flavour, seen)
     labels: dict[str, str] = {}
-    with capturing_everything() as captured:
+    shown_by: dict[str, list[str]] = {}
+    with capturing() as captured:
         for name, call, _ in scenarios:
             wiped(sentinel_emulator)
             try:
@@ -508,13 +356,15 @@ def test_no_secret_leaves_the_library(
             except evalctl.EvalctlError as error:
                 outcome = error
             labels[name] = _label(outcome)
-            captured.shown[name] = shown_by(outcome)
-    captured.shown["stdout and stderr"] = list(capsys.readouterr())
+            # The test's own frames (which hold everything captured so far) are left out.
+            shown_by[name] = shown(outcome, from_library=True)
+    shown_by["stdout and stderr"] = list(capsys.readouterr())
 
     assert {name: expected for name, _, expected in scenarios} == labels
     assert len(seen.authorizations) >= 6  # the echoing answers really were sent
-    assert any(e["event"] == "qianfan.request" for e in captured.structlog_events)
-    assert_no_leaks(captured.sources(), seen)
+    assert any(e["event"] == "qianfan.request" for e in captured.events)
+    sources = {f"shown by {name!r}": "\n".join(texts) for name, texts in shown_by.items()}
+    assert_no_leaks({**captured.sources(), **sources}, seen)
 
 
 # --- the command line -------------------------------------------------------------------
@@ -604,7 +454,7 @@ def _with_retries(
 
 V1, V2 = APIS["v1"], APIS["v2"]
 JOURNALLED = ("--journal", "journal.jsonl", "--concurrency", "1")
-#: Each run costs a second or so of start-up: few runs, each covering much.
+#: Few runs (processes forked from the zygote, `forkserver`), each covering much.
 CLI_RUNS = [
     CliRun("cancel --json -vv, v1", ("cancel", "--json", "-vv", *JOURNALLED), _mixed_tasks(V1), 7),
     CliRun(
@@ -637,7 +487,7 @@ def _run_cli(run: CliRun, home: Path, seen: Seen) -> CliResult:
             "NO_COLOR": "1",
             **run.env,
         }
-        done = subprocess.run(
+        done = forkserver.run(
             [str(EVALCTL), *run.args, *expected],
             env=env,
             cwd=home,

@@ -16,8 +16,6 @@ timeouts of a few seconds.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import json
 import threading
@@ -27,6 +25,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
+
+from secret_scan import signing_key
 
 from evalctl._base import _api
 
@@ -62,12 +62,6 @@ SPELLINGS: Final[dict[str, Callable[[str], str]]] = {
     "yaml": lambda v: f"\napp_sk: {v}\n",
     "query": lambda v: f"appSk={quote(v, safe='')}&x=1",
 }
-
-
-def signing_key(authorization: str, secret_key: str) -> str:
-    """The BCE v1 signing key under an Authorization value (HMAC-SHA256 of its prefix)."""
-    prefix = "/".join(authorization.split("/")[:4])
-    return hmac.new(secret_key.encode(), prefix.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -280,6 +274,9 @@ _TYPES: Final = {"json": "application/json", "html": "text/html", "text": "text/
 def _handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out as two writes: without this, each answer waits
+        # for the client's delayed ACK (40 ms), as the emulator's would not.
+        disable_nagle_algorithm = True
         timeout = 5
 
         def do_POST(self) -> None:

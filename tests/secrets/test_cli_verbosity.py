@@ -2,7 +2,8 @@
 
 Run through the installed console script against the emulator, with
 sentinel keys and judge-app keys; one run per verbosity, each with one
-retried stop.
+retried stop. The runs are processes forked from a zygote that has imported
+the SDK (`forkserver`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import forkserver
 import pytest
 
 from evalctl.emulator import Emulator, sdk_environment
@@ -41,7 +42,7 @@ def _run(verbosity: str, tmp_path: Path, *, fmt: str = "console") -> str:
             "EVALCTL_LOG_FORMAT": fmt,
             "NO_COLOR": "1",
         }
-        done = subprocess.run(
+        done = forkserver.run(
             [str(EVALCTL), "cancel", *([verbosity] if verbosity else []), task],
             env=env,
             capture_output=True,

@@ -7,8 +7,6 @@ the process-wide one would make the test depend on the others.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import json
 import re
@@ -20,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from secret_hostile import HostileServer
+from secret_scan import signing_key
 
 from evalctl._base._redact import (
     MASK,
@@ -99,11 +98,6 @@ def _json_unescaped(text: str) -> str:
     return re.sub(r"\\([\\/\"])", r"\1", text)
 
 
-def _signing_key(authorization: str, secret_key: str) -> str:
-    prefix = "/".join(authorization.split("/")[:4])
-    return hmac.new(secret_key.encode(), prefix.encode(), hashlib.sha256).hexdigest()
-
-
 @pytest.fixture
 def redactor() -> Redactor:
     """A redactor on a private registry that knows AK, SK, an app secret and one request."""
@@ -115,7 +109,7 @@ def redactor() -> Redactor:
 @pytest.mark.parametrize("spelling", sorted(SPELLINGS))
 @pytest.mark.parametrize(
     "secret",
-    [AK, SK, APP_SK, AUTHORIZATION, SIGNATURE, _signing_key(AUTHORIZATION, SK)],
+    [AK, SK, APP_SK, AUTHORIZATION, SIGNATURE, signing_key(AUTHORIZATION, SK)],
     ids=["ak", "sk", "app secret", "authorization", "signature", "signing key"],
 )
 def test_a_known_secret_is_masked_in_every_spelling(
@@ -186,14 +180,14 @@ def test_an_authorization_teaches_its_signature_and_signing_key() -> None:
     """`remember_authorization`: the signature and the derived signing key, even inside hex runs."""
     signature = "1a" * 32
     authorization = f"bce-auth-v1/AKsig-Tq3Wn/2026-12-01T09:20:00Z/1800/host/{signature}"
-    signing_key = _signing_key(authorization, "SKsig-Hx8Pf")
+    key = signing_key(authorization, "SKsig-Hx8Pf")
 
     remember_authorization(authorization, "SKsig-Hx8Pf")
 
     assert SECRETS.knows_signature(signature)
-    assert SECRETS.knows_signature(signing_key)
+    assert SECRETS.knows_signature(key)
     # Standing alone, any 64 hex digits go; glued into a longer run, the known ones still do.
-    assert Redactor()(f"ff{signature}ff {signing_key}0") == f"ff{MASK}ff {MASK}0"
+    assert Redactor()(f"ff{signature}ff {key}0") == f"ff{MASK}ff {MASK}0"
 
 
 def test_signatures_are_remembered_for_the_most_recent_requests_only() -> None:
@@ -329,7 +323,7 @@ def test_every_request_signed_teaches_the_registry_its_signature() -> None:
 
     assert len(sent) == 1
     assert SECRETS.knows_signature(sent[0].rsplit("/", 1)[-1])
-    assert SECRETS.knows_signature(_signing_key(sent[0], SK))
+    assert SECRETS.knows_signature(signing_key(sent[0], SK))
 
 
 _NEIGHBOURS = st.lists(

@@ -3,7 +3,8 @@
 Through the console script (environment variables) and the library (the
 `ak`/`sk` arguments), against the emulator, which must receive no request
 at all. The line names the variable and what is wrong, never the key; no
-traceback frame of the library's error holds either key.
+traceback frame of the library's error holds either key. The console script
+runs in processes forked from a zygote that has imported the SDK (`forkserver`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import forkserver
 import pytest
 from secret_scan import Needles, leaking_locals, shown
 
@@ -107,7 +109,7 @@ def _cli(
             env.pop(name)
         else:
             env[name] = value
-    return subprocess.run(
+    return forkserver.run(
         [str(EVALCTL), "cancel", "ame-badkeys1", "ame-badkeys2"],
         env=env,
         cwd=home,

@@ -4,19 +4,20 @@ Each run's stdout (human and `--json`), stderr (console and JSON logs, up to
 `-vv`, which includes the SDK's own debug lines) and the batch journal must
 hold no 10-character window of a sentinel key or app key, no signature or
 signing key of any request, no unmasked ``bce-auth-v1/`` value — whatever
-the server echoed, in whichever spelling.
+the server echoed, in whichever spelling. The runs are processes forked from
+a zygote that has imported the SDK (`forkserver`).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import forkserver
 import pytest
 from secret_hostile import SPELLINGS, HostileServer
 from secret_scan import Needles
@@ -76,7 +77,7 @@ def _run(server: HostileServer, index: int, home: Path) -> dict[str, str]:
         "NO_COLOR": "1",
         **extra_env,
     }
-    done = subprocess.run(
+    done = forkserver.run(
         [str(EVALCTL), *args, *journalled, "--concurrency", "1", "--max-attempts", "2", *ids]
         if args[0] == "cancel"
         else [str(EVALCTL), *args, *ids],

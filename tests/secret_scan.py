@@ -1,4 +1,7 @@
-"""What the secret scan looks for, and every way an outcome can be shown.
+"""What the secret scans look for, and every way an outcome can be shown or captured.
+
+Shared by the scans against hostile servers (tests/secrets) and the one
+against the emulator (tests/reliability/test_secrets.py).
 
 `Needles` are the sentinel keys (any 10-character window, any letter case),
 every Authorization value a server received, its signature and the signing
@@ -8,14 +11,22 @@ layers), so an escaped secret counts as a leak too.
 
 `shown` renders an outcome the way tools print one: str/repr/args/attributes
 of the error and of every exception in its ``__cause__``/``__context__``
-chain, the traceback with every frame's locals (the standard library's
+chain (and of what it carries as `last_error`, `cause` or `result`), the
+traceback, the traceback with every frame's locals (the standard library's
 `TracebackException(capture_locals=True)`), and structlog's dict traceback
 with locals (`ExceptionRenderer(ExceptionDictTransformer(show_locals=True))`).
+
+`capturing` collects every channel a run can write to: structlog (raw
+events, and rendered by real renderers), stdlib logging at every level on
+the root and the SDK's loggers (an in-process emulator's own threads left
+out: it verifies signatures, and baidubce logs them), and warnings.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import html
 import io
 import json
@@ -29,12 +40,28 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 import structlog
-from secret_hostile import signing_key
 
 WINDOW: Final = 10
 _HEX64: Final = re.compile(r"[0-9a-fA-F]{64}")
 _UNMASKED_AUTH: Final = re.compile(r"bce-auth-v1/(?!\*\*\*)", re.IGNORECASE)
-STDLIB_LOGGERS: Final = ("", "qianfan", "baidubce", "urllib3", "requests", "aiohttp", "evalctl")
+STDLIB_LOGGERS: Final = (
+    "",
+    "qianfan",
+    "baidubce",
+    "urllib3",
+    "requests",
+    "aiohttp",
+    "asyncio",
+    "evalctl",
+)
+#: The threads of an in-process `evalctl.emulator.Emulator`.
+_EMULATOR_THREADS: Final = "evalctl-emulator"
+
+
+def signing_key(authorization: str, secret_key: str) -> str:
+    """The BCE v1 signing key under an Authorization value (HMAC-SHA256 of its prefix)."""
+    prefix = "/".join(authorization.split("/")[:4])
+    return hmac.new(secret_key.encode(), prefix.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -53,6 +80,16 @@ class Needles:
             {s[i : i + WINDOW].lower() for s in self.sentinels for i in range(len(s) - WINDOW + 1)}
         )
 
+    def _fragments(self) -> list[str]:
+        """Each Authorization value and its signature, as written anywhere in a text."""
+        fragments = {value.lower() for value in self.authorizations}
+        fragments |= {
+            value.rsplit("/", 1)[-1].lower()
+            for value in self.authorizations
+            if len(value.rsplit("/", 1)[-1]) >= 16
+        }
+        return sorted(fragments)
+
     def _digests(self) -> set[str]:
         digests = set()
         for value in self.authorizations:
@@ -62,7 +99,7 @@ class Needles:
 
     def leaks(self, sources: Mapping[str, str]) -> dict[str, list[str]]:
         """source name → what it leaked (with context); only the sources that did."""
-        windows, digests = self._windows(), self._digests()
+        windows, digests = self._windows() + self._fragments(), self._digests()
         found: dict[str, list[str]] = {}
         for name, text in sources.items():
             hits: set[str] = set()
@@ -134,14 +171,23 @@ def chain(error: BaseException) -> list[BaseException]:
     return found
 
 
-def shown(outcome: object) -> list[str]:
-    """Every text a caller, a logger or an error tracker could make of `outcome`."""
+def shown(outcome: object, *, from_library: bool = False) -> list[str]:
+    """Every text a caller, a logger or an error tracker could make of `outcome`.
+
+    With `from_library`, the tracebacks with locals start at the library's first
+    frame: the caller's own frames (a test's, holding what it passed) are left out.
+    """
     if not isinstance(outcome, BaseException):
         return [repr(outcome), str(outcome), repr(getattr(outcome, "__dict__", None))]
     texts: list[str] = []
     for error in chain(outcome):
         texts += [str(error), repr(error), repr(error.args), repr(getattr(error, "__dict__", {}))]
     texts.append("".join(traceback.format_exception(outcome)))
+    if from_library:
+        tb = outcome.__traceback__
+        while tb is not None and "/evalctl/" not in tb.tb_frame.f_code.co_filename:
+            tb = tb.tb_next
+        outcome = outcome.with_traceback(tb)
     texts.append(
         "".join(traceback.TracebackException.from_exception(outcome, capture_locals=True).format())
     )
@@ -150,6 +196,10 @@ def shown(outcome: object) -> list[str]:
     )
     rendered = renderer(None, "error", {"event": "failed", "exc_info": outcome})
     texts.append(json.dumps(rendered, default=repr))
+    for name in ("last_error", "cause", "result"):
+        inner = getattr(outcome, name, None)
+        if inner is not None:
+            texts += [str(inner), repr(inner), repr(getattr(inner, "__dict__", {}))]
     return texts
 
 
@@ -200,6 +250,13 @@ class Captured:
         }
 
 
+class _NotFromTheEmulator(logging.Filter):
+    """An in-process emulator verifies signatures (and baidubce logs them): not the client's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.threadName.startswith(_EMULATOR_THREADS)
+
+
 @contextlib.contextmanager
 def capturing() -> Iterator[Captured]:
     """structlog events (raw and rendered as JSON and console), stdlib logging at every level."""
@@ -220,6 +277,7 @@ def capturing() -> Iterator[Captured]:
         processors=[
             collect,
             structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
             structlog.processors.format_exc_info,
             render,
         ],
@@ -229,6 +287,7 @@ def capturing() -> Iterator[Captured]:
     )
     handler = logging.StreamHandler(captured.stdlib)
     handler.setLevel(1)
+    handler.addFilter(_NotFromTheEmulator())
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     loggers = [logging.getLogger(name) for name in STDLIB_LOGGERS]
     levels = [logger.level for logger in loggers]
