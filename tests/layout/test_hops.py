@@ -1,18 +1,19 @@
 """One `evalctl cancel ID` reaches the HTTP send in a few hops, on one session.
 
 The README's "Architecture" section follows this path; the probe measures it
-(`hops_probe.py`, in its own process), so the count it states stays true.
+(`hops_probe.py`, in its own process, forked from the test zygote), so the
+count it states stays true.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
 
 PROBE = Path(__file__).with_name("hops_probe.py")
@@ -23,7 +24,7 @@ MAX_HOPS = 25
 @pytest.fixture(scope="module")
 def probe() -> dict[str, Any]:
     env = {**os.environ, "EVALCTL_TESTING": "1"}
-    done = subprocess.run(
+    done = forkserver.run(
         [sys.executable, str(PROBE)], capture_output=True, text=True, env=env, timeout=60
     )
     assert done.returncode == 0, done.stderr
