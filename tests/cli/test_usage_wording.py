@@ -7,15 +7,20 @@ and what it must be. In-process: only the parser runs, nothing is sent.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import forkserver
 import pytest
 import typer
 
 from evalctl._base._defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_WAIT_TIMEOUT_S
 from evalctl._batch import _run as _batch
 from evalctl._cli import _app
+
+_EVALCTL = str(Path(sys.executable).with_name("evalctl"))
 
 
 def _usage_line(args: list[str]) -> str:
@@ -75,3 +80,26 @@ def test_loading_the_command_line_does_not_import_the_sdk() -> None:
     code = "import sys, evalctl._cli._app; print('qianfan' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "False\n", "")
+
+
+def test_a_secret_given_as_a_bad_number_is_masked_in_the_line() -> None:
+    """A key pasted into the wrong option is named as "***", never echoed."""
+    secret = "sk-pasted-by-mistake-9QzT"
+    env = {
+        "PATH": os.environ["PATH"],
+        "QIANFAN_ACCESS_KEY": "ak-usage-test-4Hw",
+        "QIANFAN_SECRET_KEY": secret,
+        "EVALCTL_TESTING": "1",
+    }
+    done = forkserver.run(
+        [_EVALCTL, "cancel", "ame-x", "--max-attempts", secret],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "evalctl: error: Invalid value for '--max-attempts': '***' (must be a whole number)"
+        " (see 'evalctl cancel --help')\n"
+    )
