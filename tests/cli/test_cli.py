@@ -14,15 +14,13 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import forkserver
+import clirun
 import pytest
 
 from evalctl._base import _api
@@ -35,9 +33,8 @@ AK = "cli-test-ak-7Qx2Lm9PzT"
 SK = "cli-test-sk-V4nR8sK1wZ"
 #: Never in any output of any run.
 FORBIDDEN = (AK, SK, "bce-auth-v1/", DEFAULT_APP_AK, DEFAULT_APP_SK, "redis", "Traceback")
-TIMEOUT_S = 60
+TIMEOUT_S = clirun.TIMEOUT_S
 
-EVALCTL = shutil.which("evalctl", path=str(Path(sys.executable).parent)) or shutil.which("evalctl")
 JSON_KEYS_OK = {"task_id", "outcome", "exit_code", "state_before", "state_after", "log_ids"}
 JSON_KEYS_ERROR = {
     "task_id",
@@ -102,26 +99,11 @@ def _start(
     args: Sequence[str], env: Mapping[str, str], stdin: str | None = None, *, fresh: bool = False
 ) -> subprocess.Popen[str]:
     """Start a run: forked from the zygote, or with `fresh` in a new interpreter."""
-    assert EVALCTL is not None, "the evalctl console script is not installed in this venv"
-    return (subprocess.Popen if fresh else forkserver.Popen)(
-        [EVALCTL, *args],
-        env=dict(env),
-        cwd=env["HOME"],
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    )
+    return clirun.start(args, env, stdin, fresh=fresh)
 
 
 def _finish(process: subprocess.Popen[str], stdin: str | None = None) -> Ran:
-    stdout, stderr = process.communicate(stdin, timeout=TIMEOUT_S)
-    ran = Ran(process.returncode, stdout, stderr)
-    for text in FORBIDDEN:
-        assert text not in stdout, f"{text!r} on stdout:\n{stdout}"
-        assert text not in stderr, f"{text!r} on stderr:\n{stderr}"
-    return ran
+    return Ran(*clirun.finish(process, stdin, FORBIDDEN))
 
 
 def _run(

@@ -9,14 +9,12 @@ import json
 import os
 import re
 import select
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+import clirun
 import forkserver
 
 from evalctl._base import _api
@@ -26,8 +24,8 @@ AK = "select-test-ak-9Hq3Zp"
 SK = "select-test-sk-2Wm7Rt"
 #: Never in any output of any run.
 FORBIDDEN = (AK, SK, "bce-auth-v1/", "SECRET", "Traceback", "redis")
-TIMEOUT_S = 60
-EVALCTL = shutil.which("evalctl", path=str(Path(sys.executable).parent)) or "evalctl"
+TIMEOUT_S = clirun.TIMEOUT_S
+EVALCTL = clirun.EVALCTL or "evalctl"
 LIST = (_api.V2_ROUTE, _api.V2_LIST_ACTION)
 LIST_ROUTE = f"{_api.V2_ROUTE}?Action={_api.V2_LIST_ACTION}"
 DETAIL_V1 = _api.V1_DETAIL_ROUTE
@@ -50,23 +48,11 @@ class Ran:
 
 
 def _start(args: Sequence[str], env: Mapping[str, str], stdin: str | None) -> subprocess.Popen[str]:
-    return forkserver.Popen(
-        [EVALCTL, *args],
-        env=dict(env),
-        cwd=env["HOME"],
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    )
+    return clirun.start(args, env, stdin)
 
 
 def _finish(process: subprocess.Popen[str], stdin: str | None = None) -> Ran:
-    stdout, stderr = process.communicate(stdin, timeout=TIMEOUT_S)
-    for text in FORBIDDEN:
-        assert text not in stdout + stderr, f"{text!r} in the output:\n{stdout}\n{stderr}"
-    return Ran(process.returncode, stdout, stderr)
+    return Ran(*clirun.finish(process, stdin, FORBIDDEN))
 
 
 def run(args: Sequence[str], env: Mapping[str, str], stdin: str | None = None) -> Ran:
