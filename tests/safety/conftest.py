@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from core.support import APIS, ApiSpec, Client, Flavour
+from core.axes import api, client, flavour
 
 from evalctl.emulator import Emulator, pointed_at
+
+__all__ = ["api", "client", "emu", "flavour", "shared_emulator"]
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +25,3 @@ def emu(shared_emulator: Emulator) -> Emulator:
     shared_emulator.reset()
     shared_emulator.set_stop_delay(0.0)
     return shared_emulator
-
-
-@pytest.fixture(params=["v1", "v2"])
-def api(request: pytest.FixtureRequest) -> ApiSpec:
-    return APIS[request.param]
-
-
-@pytest.fixture(params=["sync", "async"])
-def flavour(request: pytest.FixtureRequest) -> Flavour:
-    return Flavour(request.param)
-
-
-@pytest.fixture
-def client(flavour: Flavour, api: ApiSpec) -> Client:
-    return Client(flavour, api)
