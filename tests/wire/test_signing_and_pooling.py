@@ -149,21 +149,20 @@ def test_one_wire_reuses_one_connection_async(emulator: Emulator) -> None:
     assert emulator.connections_opened == 2
 
 
+async def _aread_detail(wire: Wire, emulator: Emulator, task_id: str) -> None:
+    """One v1 detail read over `wire`, as the core sends it."""
+    await asend(
+        wire, _api.V1_DETAIL_ROUTE, "", {"id": task_id}, credentials_of(emulator), None, 5.0,
+        Redactor(),
+    )
+
+
 def test_aclose_closes_the_running_loops_session(emulator: Emulator) -> None:
     task_id = emulator.add_task()
     wire = Wire()
 
     async def one_then_close() -> bool:
-        await asend(
-            wire,
-            _api.V1_DETAIL_ROUTE,
-            "",
-            {"id": task_id},
-            credentials_of(emulator),
-            None,
-            5.0,
-            Redactor(),
-        )
+        await _aread_detail(wire, emulator, task_id)
         session = await wire.aiohttp_session()
         await wire.aclose()
         return session.closed
@@ -184,16 +183,7 @@ def test_wire_close_closes_the_session_of_a_loop_closed_without_shutdown(
     wire = Wire()
 
     async def one() -> None:
-        await asend(
-            wire,
-            _api.V1_DETAIL_ROUTE,
-            "",
-            {"id": task_id},
-            credentials_of(emulator),
-            None,
-            5.0,
-            Redactor(),
-        )
+        await _aread_detail(wire, emulator, task_id)
 
     loop = asyncio.new_event_loop()
     try:
