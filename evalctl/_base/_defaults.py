@@ -17,6 +17,10 @@ DEFAULT_DEADLINE_S: Final = 60.0
 DEFAULT_ATTEMPT_TIMEOUT_S: Final = 10.0
 DEFAULT_WAIT_TIMEOUT_S: Final = 600.0
 
+#: A batch's tasks in flight at once: the default, and the most allowed.
+DEFAULT_CONCURRENCY: Final = 4
+MAX_CONCURRENCY: Final = 256
+
 #: Polling while `wait=True`: first pause, growth factor, and cap.
 WAIT_POLL_INITIAL_S: Final = 1.0
 WAIT_POLL_FACTOR: Final = 1.5

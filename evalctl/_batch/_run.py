@@ -43,7 +43,7 @@ from typing import Any, ClassVar, Final
 from evalctl._base import _logging
 from evalctl._base._api import ApiVersion
 from evalctl._base._config import Clock, RetryPolicy, get_clock
-from evalctl._base._defaults import DEFAULT_WAIT_TIMEOUT_S
+from evalctl._base._defaults import DEFAULT_CONCURRENCY, DEFAULT_WAIT_TIMEOUT_S, MAX_CONCURRENCY
 from evalctl._base._errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -68,8 +68,6 @@ from evalctl._wire._transport import Wire
 #: One id read: its text, and its validated form or why it is invalid.
 _Entry = tuple[str, TaskId | InvalidTaskIdError]
 
-DEFAULT_CONCURRENCY: Final = 4
-MAX_CONCURRENCY: Final = 256
 #: Ids submitted but not yet started, per worker: enough that no worker waits
 #: for the reader, few enough that the reader stays just ahead of the workers.
 QUEUE_PER_WORKER: Final = 2

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO
 
 import typer
 
-from evalctl._base._defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_WAIT_TIMEOUT_S, ENV_MAX_ATTEMPTS
+from evalctl._base._defaults import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_WAIT_TIMEOUT_S,
+    ENV_MAX_ATTEMPTS,
+    MAX_CONCURRENCY,
+)
 from evalctl._cli._logging import is_terminal
 from evalctl._cli._output import PROG  # the one spelling of the program's name
 
@@ -36,9 +42,6 @@ if TYPE_CHECKING:
 EXIT_ERROR: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
-# The batch's limits, for the help texts (the same as `evalctl._batch._run`'s; a test holds them).
-DEFAULT_CONCURRENCY: Final = 4
-MAX_CONCURRENCY: Final = 256
 #: `evalctl emulator --host`'s default, as `evalctl.emulator`'s (a test holds them together).
 EMULATOR_HOST: Final = "127.0.0.1"
 
